@@ -1,0 +1,20 @@
+// Command silo serves a multi-tenant JSON API in which every tenant's data
+// lives in its own SQLite file, and carries the operator's tools for it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "silo:", err)
+		os.Exit(exitCode(err))
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+const usage = `Silo: one binary, one SQLite file per tenant.
+
+Usage:
+  silo serve    [flags]               run the HTTP API
+  silo tenants  create SLUG [--name N] | list | delete SLUG
+  silo version
+
+Every command takes --data DIR (default ./data). Run "silo COMMAND -h" for
+its flags; every flag can also be set by its SILO_* environment variable.
+`
+
+// usageError is a mistake on the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+// env is how run reads the environment, so that tests can pass their own.
+type env struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}
+
+// run is the whole program: main only wires it to the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	e := env{getenv: getenv, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &usageError{"no command"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, e, rest)
+	case "tenants":
+		return runTenants(ctx, e, rest)
+	case "version":
+		fmt.Fprintln(stdout, "silo", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+var version = "dev"
+
+// parseFlags parses args into fs, then fills every flag not given on the
+// command line from its SILO_* environment variable (--max-open-tenants is
+// SILO_MAX_OPEN_TENANTS). The command line wins over the environment.
+func parseFlags(fs *flag.FlagSet, args []string, e env) error {
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		if v := e.getenv(envName(f.Name)); v != "" {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = &usageError{fmt.Sprintf("%s=%q: %v", envName(f.Name), v, serr)}
+			}
+		}
+	})
+	return err
+}
+
+func envName(flagName string) string {
+	return "SILO_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// interspersed lets flags follow positional arguments ("tenants create
+// acme --name X"), which the flag package alone does not.
+func interspersed(fs *flag.FlagSet, args []string, e env) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args, e); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

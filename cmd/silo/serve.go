@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/silohq/silo/internal/server"
+	"github.com/silohq/silo/internal/tenantdb"
+)
+
+func runServe(ctx context.Context, e env, args []string) error {
+	var c Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.dataFlags(fs)
+	c.storeFlags(fs)
+	fs.StringVar(&c.Addr, "addr", ":8080", "listen address HOST:PORT")
+	fs.StringVar(&c.BaseDomain, "base-domain", "localhost", "tenants are served at <slug>.<base-domain>")
+	fs.StringVar(&c.OperatorToken, "operator-token", "", "bearer token of the operator API (/api/operator/...); unset turns it off")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGINT/SIGTERM waits for in-flight requests")
+	if err := parseFlags(fs, args, e); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
+	}
+	log, err := c.logger(e)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
+		defer cancel()
+		if err := a.Close(cctx); err != nil {
+			log.Error("close", "err", err)
+		}
+	}()
+	if err := a.tenants.Sweep(ctx); err != nil {
+		log.Error("startup sweep", "err", err)
+	}
+
+	handler := server.New(server.Config{BaseDomain: c.BaseDomain, OperatorToken: c.OperatorToken}, server.Deps{
+		Directory:  a.catalog,
+		Admin:      a.tenants,
+		Projects:   tenantdb.NewProjectService(a.store),
+		Tasks:      tenantdb.NewTaskService(a.store),
+		CacheStats: a.store.Cache().Stats,
+		Logger:     log,
+	})
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: handler,
+		// Bounds that keep slow or idle clients from holding connections.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	fmt.Fprintf(e.stdout, "silo: listening on http://%s (tenants at <slug>.%s)\n", ln.Addr(), c.BaseDomain)
+	log.Info("serving", "addr", ln.Addr().String(), "data", c.Data, "max_open_tenants", c.MaxOpenTenants)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

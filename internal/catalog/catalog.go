@@ -1,0 +1,179 @@
+// Package catalog is the registry of tenants in data/catalog.db: who they
+// are, where their data lives, and the hashes of their API tokens. It is the
+// only map from a tenant to its file.
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/silohq/silo/internal/catalog/catalogsql"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+	"github.com/silohq/silo/schema"
+)
+
+// Catalog is the tenant registry.
+type Catalog struct {
+	db  *sql.DB
+	q   *catalogsql.Queries
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the catalog file at path and migrates it.
+func Open(ctx context.Context, path string, o sqlite.Options) (*Catalog, error) {
+	if o.MaxConns == 0 {
+		o.MaxConns = 8
+	}
+	db, err := sqlite.Open(path, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlite.SetWAL(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	m, err := sqlite.NewMigrator(schema.Catalog())
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, _, err := m.UpTo(ctx, db, 0); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("catalog: migrate: %w", err)
+	}
+	return &Catalog{db: db, q: catalogsql.New(db), now: time.Now}, nil
+}
+
+// Close closes the catalog.
+func (c *Catalog) Close() error { return c.db.Close() }
+
+// DB exposes the handle for ledgers kept beside the registry.
+func (c *Catalog) DB() *sql.DB { return c.db }
+
+// CreateTenant inserts t and its first token hash in one transaction, so a
+// tenant never exists without a way in. A taken slug is ESLUGTAKEN.
+func (c *Catalog) CreateTenant(ctx context.Context, t *silo.Tenant, tokenName string, tokenHash []byte) error {
+	now := c.now()
+	t.CreatedAt, t.UpdatedAt = now, now
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	q := c.q.WithTx(tx)
+	_, err = q.CreateTenant(ctx, catalogsql.CreateTenantParams{
+		ID: string(t.ID), Slug: t.Slug, Name: t.Name, Strategy: string(t.Strategy),
+		Status: t.Status, SchemaVersion: t.SchemaVersion,
+		CreatedAt: now.UnixMilli(), UpdatedAt: now.UnixMilli(),
+	})
+	if sqlite.IsUnique(err) {
+		return silo.Errorf(silo.ESLUGTAKEN, "The slug %q is taken.", t.Slug)
+	} else if err != nil {
+		return err
+	}
+	if _, err := q.CreateToken(ctx, catalogsql.CreateTokenParams{
+		ID: newID(), TenantID: string(t.ID), Name: tokenName, Hash: tokenHash, CreatedAt: now.UnixMilli(),
+	}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// TenantBySlug returns the active tenant with that slug, or
+// ETENANTNOTFOUND. Tenants being created or deleted are not found.
+func (c *Catalog) TenantBySlug(ctx context.Context, slug string) (*silo.Tenant, error) {
+	row, err := c.q.GetTenantBySlug(ctx, slug)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && row.Status != silo.TenantActive) {
+		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No tenant %q.", slug)
+	} else if err != nil {
+		return nil, err
+	}
+	return fromRow(row), nil
+}
+
+// TenantBySlugAnyStatus returns the tenant with that slug whatever its
+// status: the operator's tools must see half-deleted tenants too.
+func (c *Catalog) TenantBySlugAnyStatus(ctx context.Context, slug string) (*silo.Tenant, error) {
+	row, err := c.q.GetTenantBySlug(ctx, slug)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No tenant %q.", slug)
+	} else if err != nil {
+		return nil, err
+	}
+	return fromRow(row), nil
+}
+
+// Tenant returns the tenant with that id, whatever its status.
+func (c *Catalog) Tenant(ctx context.Context, id silo.TenantID) (*silo.Tenant, error) {
+	row, err := c.q.GetTenant(ctx, string(id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No tenant %q.", id)
+	} else if err != nil {
+		return nil, err
+	}
+	return fromRow(row), nil
+}
+
+// Tenants lists every tenant, ordered by slug.
+func (c *Catalog) Tenants(ctx context.Context) ([]*silo.Tenant, error) {
+	rows, err := c.q.ListTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*silo.Tenant, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(r)
+	}
+	return out, nil
+}
+
+// TenantIDs lists the id of every tenant in the catalog, whatever its status.
+func (c *Catalog) TenantIDs(ctx context.Context) (map[silo.TenantID]bool, error) {
+	ids, err := c.q.ListTenantIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[silo.TenantID]bool, len(ids))
+	for _, id := range ids {
+		out[silo.TenantID(id)] = true
+	}
+	return out, nil
+}
+
+// SetStatus changes a tenant's status.
+func (c *Catalog) SetStatus(ctx context.Context, id silo.TenantID, status string) error {
+	return c.q.SetTenantStatus(ctx, catalogsql.SetTenantStatusParams{
+		Status: status, UpdatedAt: c.now().UnixMilli(), ID: string(id),
+	})
+}
+
+// SetSchemaVersion mirrors a tenant file's migration version.
+func (c *Catalog) SetSchemaVersion(ctx context.Context, id silo.TenantID, v int64) error {
+	return c.q.SetTenantSchemaVersion(ctx, catalogsql.SetTenantSchemaVersionParams{
+		SchemaVersion: v, UpdatedAt: c.now().UnixMilli(), ID: string(id),
+	})
+}
+
+// DeleteTenant removes a tenant's row and, by cascade, its tokens.
+func (c *Catalog) DeleteTenant(ctx context.Context, id silo.TenantID) error {
+	return c.q.DeleteTenant(ctx, string(id))
+}
+
+func fromRow(r catalogsql.Tenant) *silo.Tenant {
+	return &silo.Tenant{
+		ID:            silo.TenantID(r.ID),
+		Slug:          r.Slug,
+		Name:          r.Name,
+		Strategy:      silo.Strategy(r.Strategy),
+		Status:        r.Status,
+		SchemaVersion: r.SchemaVersion,
+		CreatedAt:     time.UnixMilli(r.CreatedAt).UTC(),
+		UpdatedAt:     time.UnixMilli(r.UpdatedAt).UTC(),
+	}
+}
+
+func sqlNullInt(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: true} }

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/silohq/silo/internal/silo"
+)
+
+// statuses maps every error code to its HTTP status. It is the only place
+// where that decision is made.
+var statuses = map[string]int{
+	silo.EINVALID:         http.StatusBadRequest,
+	silo.EINVALIDJSON:     http.StatusBadRequest,
+	silo.EINVALIDSLUG:     http.StatusBadRequest,
+	silo.EINVALIDNAME:     http.StatusBadRequest,
+	silo.EINVALIDTITLE:    http.StatusBadRequest,
+	silo.EINVALIDCURSOR:   http.StatusBadRequest,
+	silo.EINVALIDLIMIT:    http.StatusBadRequest,
+	silo.EINVALIDSTRATEGY: http.StatusBadRequest,
+	silo.EBODYTOOLARGE:    http.StatusRequestEntityTooLarge,
+	silo.ESLUGTAKEN:       http.StatusConflict,
+	silo.ECONFLICT:        http.StatusConflict,
+	silo.ENOTFOUND:        http.StatusNotFound,
+	silo.ETENANTNOTFOUND:  http.StatusNotFound,
+	silo.EUNAUTHORIZED:    http.StatusUnauthorized,
+	silo.EFORBIDDEN:       http.StatusForbidden,
+	silo.EMETHOD:          http.StatusMethodNotAllowed,
+	silo.EUNAVAILABLE:     http.StatusServiceUnavailable,
+	silo.ETENANTMIGRATING: http.StatusServiceUnavailable,
+	silo.ETENANTBUSY:      http.StatusServiceUnavailable,
+	silo.ESCHEMAAHEAD:     http.StatusServiceUnavailable,
+	silo.EINTERNAL:        http.StatusInternalServerError,
+}
+
+// Status returns the HTTP status for an error code.
+func Status(code string) int {
+	if s, ok := statuses[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// writeError answers with err as {"error":{"code","message"}}. Errors that
+// are not *silo.Error are logged with the request id and tenant and
+// answered 500 without details.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := silo.ErrorCode(err)
+	if code == silo.EINTERNAL {
+		switch {
+		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+			// The client went away; nobody will read the answer.
+			code = silo.EUNAVAILABLE
+		case errors.Is(err, context.DeadlineExceeded):
+			err = silo.Errorf(silo.EUNAVAILABLE, "The request timed out.")
+			code = silo.EUNAVAILABLE
+		default:
+			attrs := []any{"err", err, "method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context())}
+			if t := silo.TenantFromContext(r.Context()); t != nil {
+				attrs = append(attrs, "tenant", t.ID)
+			}
+			s.log.Error("internal error", attrs...)
+		}
+	}
+	msg := silo.ErrorMessage(err)
+	if code == silo.EUNAVAILABLE && msg == "Internal error." {
+		msg = "Service unavailable."
+	}
+	writeJSON(w, Status(code), errorBody{errorDetail{Code: code, Message: msg}})
+}
+
+// errorHandler adapts a fixed error to an http.Handler (not found, method).
+func (s *Server) errorHandler(code, msg string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, silo.Errorf(code, "%s", msg))
+	}
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/silohq/silo/internal/silo"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// decodeJSON reads r's body into v strictly: at most MaxBodyBytes of valid
+// UTF-8 holding exactly one JSON value with no unknown fields. Every failure
+// is a client error with a code that says which.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return silo.Errorf(silo.EBODYTOOLARGE, "The body must be at most %d bytes.", MaxBodyBytes)
+		}
+		return silo.Errorf(silo.EINVALIDJSON, "The body could not be read.")
+	}
+	return DecodeJSON(data, v)
+}
+
+// DecodeJSON is decodeJSON's parser, separate so that it can be fuzzed.
+func DecodeJSON(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		return silo.Errorf(silo.EINVALIDJSON, "The body must be valid UTF-8.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return silo.Errorf(silo.EINVALIDJSON, "The body must hold a single JSON value.")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return silo.Errorf(silo.EINVALIDJSON, "The body must be a JSON object.")
+	case errors.As(err, &syn):
+		return silo.Errorf(silo.EINVALIDJSON, "Malformed JSON at byte %d.", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return silo.Errorf(silo.EINVALIDJSON, "The body must be a JSON object.")
+		}
+		return silo.Errorf(silo.EINVALIDJSON, "The field %q must be a %s.", typ.Field, typ.Type.String())
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return silo.Errorf(silo.EINVALIDJSON, "Truncated JSON.")
+	}
+	// encoding/json reports unknown fields and excessive nesting as plain
+	// errors; its message is safe to show.
+	return silo.Errorf(silo.EINVALIDJSON, "Invalid JSON: %s.", err.Error())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// pageFromQuery reads ?limit=&cursor=.
+func pageFromQuery(r *http.Request) (silo.Page, error) {
+	q := r.URL.Query()
+	p := silo.Page{Cursor: q.Get("cursor")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > silo.MaxPageLimit {
+			return p, silo.Errorf(silo.EINVALIDLIMIT, "The limit must be an integer between 1 and %d.", silo.MaxPageLimit)
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// timestamp formats times in the API: RFC 3339 in UTC, millisecond precision.
+type timestamp time.Time
+
+func (t timestamp) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%q", time.Time(t).UTC().Format("2006-01-02T15:04:05.000Z07:00"))), nil
+}

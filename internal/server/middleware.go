@@ -1,0 +1,47 @@
+package server
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/silohq/silo/internal/silo"
+)
+
+// recoverer turns a panic into a logged 500 JSON error, so one bad request
+// never takes the process down. http.ErrAbortHandler is re-raised: it is
+// how a handler asks net/http to drop the connection.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic", "value", fmt.Sprint(v), "request_id", middleware.GetReqID(r.Context()), "stack", string(debug.Stack()))
+				s.writeError(w, r, silo.Errorf(silo.EINTERNAL, "Internal error."))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireOperator guards the operator API. With no operator token
+// configured the API does not exist (404), so a default install exposes
+// nothing; with one, the bearer token must match in constant time.
+func (s *Server) requireOperator(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.OperatorToken == "" {
+			s.writeError(w, r, silo.Errorf(silo.ENOTFOUND, "No such route."))
+			return
+		}
+		tok, _ := bearer(r)
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.OperatorToken)) != 1 {
+			s.writeError(w, r, silo.Errorf(silo.EUNAUTHORIZED, "A valid operator token is required."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,146 @@
+// Package server is Silo's HTTP API: routing, the resolution of a request to
+// its tenant, authentication, handlers and the mapping of errors to HTTP.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
+	"github.com/silohq/silo/internal/tenants"
+)
+
+// TenantDirectory finds tenants and checks their tokens (the catalog).
+type TenantDirectory interface {
+	TenantBySlug(ctx context.Context, slug string) (*silo.Tenant, error)
+	Authenticate(ctx context.Context, id silo.TenantID, secret string) error
+}
+
+// TenantAdmin signs tenants up and lists them.
+type TenantAdmin interface {
+	Create(ctx context.Context, nt tenants.NewTenant) (*silo.Tenant, string, error)
+	List(ctx context.Context) ([]*silo.Tenant, error)
+}
+
+// ProjectService is what the project handlers need.
+type ProjectService interface {
+	CreateProject(ctx context.Context, name string) (*silo.Project, error)
+	Project(ctx context.Context, id string) (*silo.Project, error)
+	Projects(ctx context.Context, page silo.Page) ([]*silo.Project, string, error)
+	UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error)
+	DeleteProject(ctx context.Context, id string) error
+}
+
+// TaskService is what the task handlers need.
+type TaskService interface {
+	CreateTask(ctx context.Context, projectID, title string, done bool) (*silo.Task, error)
+	Task(ctx context.Context, id string) (*silo.Task, error)
+	Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error)
+	UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error)
+	DeleteTask(ctx context.Context, id string) error
+}
+
+// Config holds the server's settings.
+type Config struct {
+	BaseDomain    string // tenants are <slug>.<BaseDomain>
+	OperatorToken string // "" turns the operator endpoints off
+}
+
+// Deps are the services the server calls.
+type Deps struct {
+	Directory  TenantDirectory
+	Admin      TenantAdmin
+	Projects   ProjectService
+	Tasks      TaskService
+	CacheStats func() tenantdb.CacheStats
+	Logger     *slog.Logger
+}
+
+// Server routes requests: the base domain serves signup, health and the
+// operator API; a tenant's subdomain (or /t/{slug}/ on the base domain)
+// serves that tenant's API.
+type Server struct {
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	base   chi.Router
+	tenant chi.Router
+}
+
+// New returns the API's http.Handler.
+func New(cfg Config, deps Deps) *Server {
+	if cfg.BaseDomain == "" {
+		cfg.BaseDomain = "localhost"
+	}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.tenant = s.tenantRouter()
+	s.base = s.baseRouter()
+	return s
+}
+
+// ServeHTTP picks the router by Host.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	slug, isBase, err := ResolveHost(r.Host, s.cfg.BaseDomain)
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case isBase:
+		s.base.ServeHTTP(w, r)
+	default:
+		s.tenant.ServeHTTP(w, r.WithContext(withSlug(r.Context(), slug)))
+	}
+}
+
+func (s *Server) common(r chi.Router) {
+	r.Use(middleware.RequestID, s.recoverer)
+	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
+	r.MethodNotAllowed(s.errorHandler(silo.EMETHOD, "Method not allowed on this route."))
+}
+
+func (s *Server) baseRouter() chi.Router {
+	r := chi.NewRouter()
+	s.common(r)
+	r.Get("/healthz", s.handleHealth)
+	r.Post("/api/tenants", s.handleSignup)
+	r.Route("/api/operator", func(r chi.Router) {
+		r.Use(s.requireOperator)
+		r.Get("/stats", s.handleStats)
+		r.Get("/tenants", s.handleOperatorTenants)
+	})
+	// Clients without wildcard DNS reach a tenant by path prefix.
+	r.With(slugFromPath).Mount("/t/{slug}", s.tenant)
+	return r
+}
+
+func (s *Server) tenantRouter() chi.Router {
+	r := chi.NewRouter()
+	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
+	r.MethodNotAllowed(s.errorHandler(silo.EMETHOD, "Method not allowed on this route."))
+	r.Use(middleware.RequestID, s.recoverer, s.resolveTenant, s.authenticate)
+	r.Route("/api/projects", func(r chi.Router) {
+		r.Get("/", s.handleListProjects)
+		r.Post("/", s.handleCreateProject)
+		r.Get("/{id}", s.handleGetProject)
+		r.Patch("/{id}", s.handleUpdateProject)
+		r.Delete("/{id}", s.handleDeleteProject)
+		r.Get("/{id}/tasks", s.handleListTasks)
+		r.Post("/{id}/tasks", s.handleCreateTask)
+	})
+	r.Route("/api/tasks", func(r chi.Router) {
+		r.Get("/{id}", s.handleGetTask)
+		r.Patch("/{id}", s.handleUpdateTask)
+		r.Delete("/{id}", s.handleDeleteTask)
+	})
+	return r
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenants"
+)
+
+type tenantJSON struct {
+	ID        silo.TenantID `json:"id"`
+	Slug      string        `json:"slug"`
+	Name      string        `json:"name"`
+	Strategy  silo.Strategy `json:"strategy"`
+	CreatedAt timestamp     `json:"created_at"`
+}
+
+func toTenantJSON(t *silo.Tenant) tenantJSON {
+	return tenantJSON{ID: t.ID, Slug: t.Slug, Name: t.Name, Strategy: t.Strategy, CreatedAt: timestamp(t.CreatedAt)}
+}
+
+// handleSignup serves POST /api/tenants on the base domain.
+func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Slug     string        `json:"slug"`
+		Name     string        `json:"name"`
+		Strategy silo.Strategy `json:"strategy"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, token, err := s.deps.Admin.Create(r.Context(), tenants.NewTenant{Slug: req.Slug, Name: req.Name, Strategy: req.Strategy})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		Tenant tenantJSON `json:"tenant"`
+		Token  string     `json:"token"`
+	}{toTenantJSON(t), token})
+}
+
+// handleOperatorTenants serves GET /api/operator/tenants.
+func (s *Server) handleOperatorTenants(w http.ResponseWriter, r *http.Request) {
+	ts, err := s.deps.Admin.List(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	type row struct {
+		tenantJSON
+		Status        string `json:"status"`
+		SchemaVersion int64  `json:"schema_version"`
+	}
+	out := make([]row, len(ts))
+	for i, t := range ts {
+		out[i] = row{toTenantJSON(t), t.Status, t.SchemaVersion}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenants": out})
+}
+
+// handleStats serves GET /api/operator/stats.
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"cache": s.deps.CacheStats()})
+}

@@ -1,0 +1,73 @@
+package silo
+
+import (
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Project is a tenant's project.
+type Project struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// ProjectUpdate holds the fields a PATCH may change; nil means unchanged.
+type ProjectUpdate struct {
+	Name *string
+}
+
+// Task belongs to one project of one tenant.
+type Task struct {
+	ID        string
+	ProjectID string
+	Title     string
+	Done      bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// TaskUpdate holds the fields a PATCH may change; nil means unchanged.
+type TaskUpdate struct {
+	Title *string
+	Done  *bool
+}
+
+// Page asks for one page of a list: at most Limit items after Cursor.
+type Page struct {
+	Limit  int
+	Cursor string // opaque; "" is the first page
+}
+
+// Limits of a page.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 200
+)
+
+// MaxTextLen is the longest name or title, in characters.
+const MaxTextLen = 200
+
+// CleanText trims s and checks that it is 1 to MaxTextLen characters of
+// valid UTF-8 without control characters. code is the error code to use.
+func CleanText(s, field, code string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", Errorf(code, "The %s must not be empty.", field)
+	}
+	if !utf8.ValidString(s) {
+		return "", Errorf(code, "The %s must be valid UTF-8.", field)
+	}
+	if utf8.RuneCountInString(s) > MaxTextLen {
+		return "", Errorf(code, "The %s must be at most %d characters.", field, MaxTextLen)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return "", Errorf(code, "The %s must not contain control characters.", field)
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,143 @@
+// Package sqlite opens SQLite files with the settings Silo relies on, applies
+// embedded migrations, and translates driver errors into silo errors where
+// they enter the program.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/silohq/silo/internal/silo"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Durability chooses SQLite's synchronous setting.
+type Durability string
+
+const (
+	// DurabilityNormal (synchronous=NORMAL in WAL mode) never loses an
+	// acknowledged write to a process crash; a power loss or kernel crash can
+	// roll back the last transactions that had not yet been checkpointed.
+	DurabilityNormal Durability = "normal"
+	// DurabilityFull (synchronous=FULL) fsyncs the WAL at every commit, so an
+	// acknowledged write survives power loss too, at the price of one fsync
+	// per write.
+	DurabilityFull Durability = "full"
+)
+
+// Options tune how a file is opened.
+type Options struct {
+	Durability Durability
+	// MaxConns bounds the pool. SQLite allows one writer per file; readers
+	// run in parallel in WAL mode.
+	MaxConns int
+	// CacheKiB is the page cache per connection; tenants get a modest one so
+	// that a thousand open tenants fit in memory.
+	CacheKiB int
+}
+
+// DSN returns the modernc DSN for path. Per-connection settings go in the DSN
+// so that every pooled connection gets them: a PRAGMA run with ExecContext
+// reaches only one connection. WAL mode is stored in the file itself (see
+// SetWAL) and costs nothing per open.
+func DSN(path string, o Options) string {
+	sync := "normal"
+	if o.Durability == DurabilityFull {
+		sync = "full"
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "foreign_keys(on)")
+	q.Add("_pragma", "synchronous("+sync+")")
+	if o.CacheKiB > 0 {
+		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", o.CacheKiB))
+	}
+	// Write transactions take the write lock at BEGIN, so two writers never
+	// deadlock upgrading a read lock; busy_timeout then queues them.
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Open opens the SQLite file at path. It does not create missing parents.
+func Open(path string, o Options) (*sql.DB, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: path %q must not contain '?' or '#'", path)
+	}
+	db, err := sql.Open("sqlite", DSN(path, o))
+	if err != nil {
+		return nil, err
+	}
+	n := o.MaxConns
+	if n <= 0 {
+		n = 4
+	}
+	db.SetMaxOpenConns(n)
+	// Keep every connection: reopening one re-parses the schema.
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	return db, nil
+}
+
+// SetWAL switches the file to WAL mode, which SQLite records in the file, so
+// later opens need not ask again.
+func SetWAL(ctx context.Context, db *sql.DB) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return err
+	}
+	if mode != "wal" {
+		return fmt.Errorf("sqlite: journal_mode is %q, want wal", mode)
+	}
+	return nil
+}
+
+// UserVersion reads PRAGMA user_version, which Silo keeps equal to the
+// file's migration version so that an open can check it without parsing the
+// schema.
+func UserVersion(ctx context.Context, db *sql.DB) (int64, error) {
+	var v int64
+	err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	return v, err
+}
+
+// SetUserVersion writes PRAGMA user_version.
+func SetUserVersion(ctx context.Context, db *sql.DB, v int64) error {
+	_, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version=%d", v))
+	return err
+}
+
+// FormatError translates driver errors into silo errors: no rows becomes
+// ENOTFOUND, a unique violation ECONFLICT, a full quota EQUOTA. Others pass
+// through unchanged and end up as internal errors.
+func FormatError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return silo.Errorf(silo.ENOTFOUND, "Not found.")
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return silo.Errorf(silo.ECONFLICT, "Already exists.")
+		}
+	}
+	return err
+}
+
+// IsUnique reports whether err is a unique-constraint violation.
+func IsUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}

@@ -1,0 +1,444 @@
+package tenantdb
+
+import (
+	"container/list"
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/silohq/silo/internal/latency"
+	"github.com/silohq/silo/internal/silo"
+)
+
+// OpenFunc opens a tenant's file, ready to serve (migrated, registered for
+// backup). CloseFunc releases it; it runs on a background worker, never on a
+// request's path.
+type (
+	OpenFunc  func(ctx context.Context, id silo.TenantID) (*sql.DB, error)
+	CloseFunc func(id silo.TenantID, db *sql.DB) error
+)
+
+// CacheConfig sizes a Cache.
+type CacheConfig struct {
+	Capacity    int           // open handles kept; exceeded only by handles in use
+	IdleTimeout time.Duration // close handles unused this long; 0 keeps them
+	HoldWait    time.Duration // how long a request waits for a held tenant
+	OpenTimeout time.Duration // bound on one open, migrations included
+	Closers     int           // background workers closing evicted handles
+}
+
+// Cache is a bounded LRU of open tenant handles with borrow counts.
+//
+// Acquire opens a tenant's file on first use (one opener per tenant, however
+// many requests arrive at once) and counts the borrower; eviction picks the
+// least recently used handle with no borrowers, so a handle is never closed
+// under a running query. When every handle is borrowed the cache grows past
+// its capacity and shrinks back as borrowers release.
+type Cache struct {
+	cfg   CacheConfig
+	open  OpenFunc
+	close CloseFunc
+
+	mu      sync.Mutex
+	entries map[silo.TenantID]*entry
+	lru     list.List                       // of *entry, most recent at the front
+	closing map[silo.TenantID]chan struct{} // handles being closed in the background
+	holds   map[silo.TenantID]*hold
+	shut    bool
+
+	closers  chan struct{} // semaphore bounding background closes
+	wg       sync.WaitGroup
+	stopIdle chan struct{}
+
+	hits, misses, evictions, openErrors atomic.Int64
+	openLatency                         latency.Histogram
+}
+
+type entry struct {
+	id       silo.TenantID
+	db       *sql.DB
+	err      error
+	ready    chan struct{} // closed once the open finished (db or err set)
+	refs     int
+	elem     *list.Element
+	lastUsed time.Time
+}
+
+// hold keeps a tenant's handle closed and its requests waiting while an
+// operation (migration, move, restore, delete) owns the file.
+type hold struct {
+	code string
+	done chan struct{}
+}
+
+// NewCache returns a cache that opens with open and closes with close.
+func NewCache(cfg CacheConfig, open OpenFunc, close CloseFunc) *Cache {
+	if cfg.Capacity < 1 {
+		cfg.Capacity = 1
+	}
+	if cfg.HoldWait <= 0 {
+		cfg.HoldWait = 5 * time.Second
+	}
+	if cfg.OpenTimeout <= 0 {
+		cfg.OpenTimeout = time.Minute
+	}
+	if cfg.Closers <= 0 {
+		cfg.Closers = 4
+	}
+	c := &Cache{
+		cfg: cfg, open: open, close: close,
+		entries:  make(map[silo.TenantID]*entry),
+		closing:  make(map[silo.TenantID]chan struct{}),
+		holds:    make(map[silo.TenantID]*hold),
+		closers:  make(chan struct{}, cfg.Closers),
+		stopIdle: make(chan struct{}),
+	}
+	c.lru.Init()
+	if cfg.IdleTimeout > 0 {
+		c.wg.Add(1)
+		go c.idleLoop()
+	}
+	return c
+}
+
+// ErrClosed is returned by Acquire after Close.
+var ErrClosed = silo.Errorf(silo.EUNAVAILABLE, "The server is shutting down.")
+
+// Acquire borrows tenant id's handle. The caller must call release exactly
+// once, when it no longer uses db.
+func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, release func(), err error) {
+	for {
+		c.mu.Lock()
+		if c.shut {
+			c.mu.Unlock()
+			return nil, nil, ErrClosed
+		}
+		if h := c.holds[id]; h != nil {
+			c.mu.Unlock()
+			if err := c.waitHold(ctx, h); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if done := c.closing[id]; done != nil {
+			// A reopen must wait for the pending close: two handles on one
+			// file in one process would fight over its locks and its WAL.
+			c.mu.Unlock()
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		e := c.entries[id]
+		if e == nil {
+			break
+		}
+		e.refs++
+		select {
+		case <-e.ready:
+			if e.err != nil { // failed opens are removed; this one is stale
+				e.refs--
+				c.mu.Unlock()
+				continue
+			}
+			c.lru.MoveToFront(e.elem)
+			e.lastUsed = time.Now()
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return e.db, c.releaser(e), nil
+		default:
+		}
+		c.mu.Unlock()
+		// Another request is opening this tenant: wait for it.
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			c.unref(e)
+			return nil, nil, ctx.Err()
+		}
+		if e.err != nil {
+			c.unref(e)
+			return nil, nil, e.err
+		}
+		c.hits.Add(1)
+		return e.db, c.releaser(e), nil
+	}
+
+	// Miss: this request opens the file; later ones wait on e.ready.
+	e := &entry{id: id, refs: 1, ready: make(chan struct{}), lastUsed: time.Now()}
+	e.elem = c.lru.PushFront(e)
+	c.entries[id] = e
+	c.mu.Unlock()
+	c.misses.Add(1)
+
+	// The open must not fail because the first requester went away: others
+	// may be waiting on it.
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.OpenTimeout)
+	start := time.Now()
+	db, err = c.open(octx, id)
+	cancel()
+	c.openLatency.Observe(time.Since(start))
+
+	c.mu.Lock()
+	e.db, e.err = db, err
+	if err != nil {
+		c.openErrors.Add(1)
+		delete(c.entries, id)
+		c.lru.Remove(e.elem)
+		close(e.ready)
+		c.mu.Unlock()
+		return nil, nil, err
+	}
+	close(e.ready)
+	c.evictLocked()
+	c.mu.Unlock()
+	return db, c.releaser(e), nil
+}
+
+func (c *Cache) releaser(e *entry) func() {
+	var once sync.Once
+	return func() { once.Do(func() { c.unref(e) }) }
+}
+
+func (c *Cache) unref(e *entry) {
+	c.mu.Lock()
+	e.refs--
+	c.evictLocked()
+	c.mu.Unlock()
+}
+
+func (c *Cache) waitHold(ctx context.Context, h *hold) error {
+	t := time.NewTimer(c.cfg.HoldWait)
+	defer t.Stop()
+	select {
+	case <-h.done:
+		return nil
+	case <-t.C:
+		return silo.Errorf(h.code, "The tenant is busy (%s); retry shortly.", h.code)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// evictLocked closes least recently used idle handles until the cache is
+// within capacity. Handles in use are skipped.
+func (c *Cache) evictLocked() {
+	for el := c.lru.Back(); el != nil && c.lru.Len() > c.cfg.Capacity; {
+		e := el.Value.(*entry)
+		el = el.Prev()
+		if e.refs == 0 && isReady(e) {
+			c.removeLocked(e)
+		}
+	}
+}
+
+// removeLocked takes e out of the cache and closes it in the background.
+func (c *Cache) removeLocked(e *entry) chan struct{} {
+	delete(c.entries, e.id)
+	c.lru.Remove(e.elem)
+	c.evictions.Add(1)
+	done := make(chan struct{})
+	c.closing[e.id] = done
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.closers <- struct{}{}
+		defer func() { <-c.closers }()
+		_ = c.close(e.id, e.db) // errors are the closer's to log and retry
+		c.mu.Lock()
+		delete(c.closing, e.id)
+		c.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+func isReady(e *entry) bool {
+	select {
+	case <-e.ready:
+		return e.err == nil
+	default:
+		return false
+	}
+}
+
+// Hold closes tenant id's handle once its borrowers are done and keeps it
+// closed until release is called; meanwhile Acquire waits up to HoldWait and
+// then fails with code. Holds on one tenant are exclusive.
+func (c *Cache) Hold(ctx context.Context, id silo.TenantID, code string) (release func(), err error) {
+	h := &hold{code: code, done: make(chan struct{})}
+	for {
+		c.mu.Lock()
+		if c.shut {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		other := c.holds[id]
+		if other == nil {
+			c.holds[id] = h
+			c.mu.Unlock()
+			break
+		}
+		c.mu.Unlock()
+		select {
+		case <-other.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	release = func() {
+		c.mu.Lock()
+		delete(c.holds, id)
+		c.mu.Unlock()
+		close(h.done)
+	}
+	// Wait for borrowers to finish, then close the handle.
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		var wait chan struct{}
+		if e := c.entries[id]; e != nil {
+			if e.refs == 0 && isReady(e) {
+				wait = c.removeLocked(e)
+			}
+		} else {
+			wait = c.closing[id]
+			if wait == nil {
+				c.mu.Unlock()
+				return release, nil
+			}
+		}
+		c.mu.Unlock()
+		if wait == nil {
+			wait = make(chan struct{}) // still borrowed: poll
+			select {
+			case <-tick.C:
+				continue
+			case <-ctx.Done():
+				release()
+				return nil, ctx.Err()
+			}
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c *Cache) idleLoop() {
+	defer c.wg.Done()
+	period := c.cfg.IdleTimeout / 2
+	if period > time.Minute {
+		period = time.Minute
+	}
+	if period < 10*time.Millisecond {
+		period = 10 * time.Millisecond
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopIdle:
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			for el := c.lru.Back(); el != nil; {
+				e := el.Value.(*entry)
+				el = el.Prev()
+				if now.Sub(e.lastUsed) < c.cfg.IdleTimeout {
+					break // the rest are more recent
+				}
+				if e.refs == 0 && isReady(e) {
+					c.removeLocked(e)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// Close refuses new borrowers, waits up to ctx for current ones, and closes
+// every handle.
+func (c *Cache) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.shut {
+		c.mu.Unlock()
+		return nil
+	}
+	c.shut = true
+	c.mu.Unlock()
+	close(c.stopIdle)
+	var err error
+	for {
+		c.mu.Lock()
+		busy := 0
+		for el := c.lru.Back(); el != nil; {
+			e := el.Value.(*entry)
+			el = el.Prev()
+			if e.refs == 0 && isReady(e) {
+				c.removeLocked(e)
+			} else {
+				busy++
+			}
+		}
+		c.mu.Unlock()
+		if busy == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			err = errors.Join(ctx.Err(), errors.New("tenantdb: handles still borrowed at shutdown"))
+		case <-time.After(5 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	c.wg.Wait()
+	return err
+}
+
+// CacheStats is a snapshot of the cache's counters.
+type CacheStats struct {
+	Capacity       int     `json:"capacity"`
+	OpenHandles    int     `json:"open_handles"`
+	Borrowed       int     `json:"borrowed"`
+	Closing        int     `json:"closing"`
+	Hits           int64   `json:"hits"`
+	Misses         int64   `json:"misses"`
+	HitRatio       float64 `json:"hit_ratio"`
+	Evictions      int64   `json:"evictions"`
+	OpenErrors     int64   `json:"open_errors"`
+	OpenLatencyP50 float64 `json:"open_latency_p50_ms"`
+	OpenLatencyP99 float64 `json:"open_latency_p99_ms"`
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() CacheStats {
+	c.mu.Lock()
+	s := CacheStats{Capacity: c.cfg.Capacity, OpenHandles: len(c.entries), Closing: len(c.closing)}
+	for _, e := range c.entries {
+		if e.refs > 0 {
+			s.Borrowed++
+		}
+	}
+	c.mu.Unlock()
+	s.Hits, s.Misses = c.hits.Load(), c.misses.Load()
+	if t := s.Hits + s.Misses; t > 0 {
+		s.HitRatio = float64(s.Hits) / float64(t)
+	}
+	s.Evictions, s.OpenErrors = c.evictions.Load(), c.openErrors.Load()
+	s.OpenLatencyP50 = ms(c.openLatency.Quantile(0.50))
+	s.OpenLatencyP99 = ms(c.openLatency.Quantile(0.99))
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,136 @@
+package tenantdb
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+	"github.com/silohq/silo/internal/tenantdb/tenantsql"
+)
+
+// ProjectService reads and writes the projects of the tenant in the context.
+type ProjectService struct{ store *Store }
+
+// NewProjectService returns a ProjectService over store.
+func NewProjectService(store *Store) *ProjectService { return &ProjectService{store: store} }
+
+// CreateProject creates a project; a name taken in this tenant is ECONFLICT.
+func (s *ProjectService) CreateProject(ctx context.Context, name string) (*silo.Project, error) {
+	name, err := silo.CleanText(name, "name", silo.EINVALIDNAME)
+	if err != nil {
+		return nil, err
+	}
+	var p *silo.Project
+	err = s.store.withScope(ctx, func(sc *scope) error {
+		now := nowMilli()
+		row, err := sc.q.CreateProject(ctx, tenantsql.CreateProjectParams{
+			ID: newID(), TenantID: sc.tenantID, Name: name, CreatedAt: now, UpdatedAt: now,
+		})
+		if sqlite.IsUnique(err) {
+			return silo.Errorf(silo.ECONFLICT, "A project named %q exists.", name)
+		}
+		p = projectFromRow(row)
+		return err
+	})
+	return p, err
+}
+
+// Project returns one project, or ENOTFOUND: an id of another tenant is
+// indistinguishable from one that never existed.
+func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project, error) {
+	var p *silo.Project
+	err := s.store.withScope(ctx, func(sc *scope) error {
+		row, err := sc.q.GetProject(ctx, tenantsql.GetProjectParams{TenantID: sc.tenantID, ID: id})
+		if err != nil {
+			return notFound(err, "project")
+		}
+		p = projectFromRow(row)
+		return nil
+	})
+	return p, err
+}
+
+// Projects returns a page of projects in creation order and the cursor of
+// the next page ("" after the last).
+func (s *ProjectService) Projects(ctx context.Context, page silo.Page) ([]*silo.Project, string, error) {
+	after, limit, err := pageArgs(page)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []*silo.Project
+	var next string
+	err = s.store.withScope(ctx, func(sc *scope) error {
+		rows, err := sc.q.ListProjects(ctx, tenantsql.ListProjectsParams{TenantID: sc.tenantID, After: after, Limit: limit + 1})
+		if err != nil {
+			return err
+		}
+		if int64(len(rows)) > limit {
+			rows = rows[:limit]
+			next = EncodeCursor(rows[len(rows)-1].ID)
+		}
+		out = make([]*silo.Project, len(rows))
+		for i, r := range rows {
+			out[i] = projectFromRow(r)
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// UpdateProject applies upd to a project.
+func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error) {
+	arg := tenantsql.UpdateProjectParams{ID: id, UpdatedAt: nowMilli()}
+	if upd.Name != nil {
+		name, err := silo.CleanText(*upd.Name, "name", silo.EINVALIDNAME)
+		if err != nil {
+			return nil, err
+		}
+		arg.Name = sql.NullString{String: name, Valid: true}
+	}
+	var p *silo.Project
+	err := s.store.withScope(ctx, func(sc *scope) error {
+		arg.TenantID = sc.tenantID
+		row, err := sc.q.UpdateProject(ctx, arg)
+		if sqlite.IsUnique(err) {
+			return silo.Errorf(silo.ECONFLICT, "A project named %q exists.", arg.Name.String)
+		} else if err != nil {
+			return notFound(err, "project")
+		}
+		p = projectFromRow(row)
+		return nil
+	})
+	return p, err
+}
+
+// DeleteProject deletes a project and its tasks.
+func (s *ProjectService) DeleteProject(ctx context.Context, id string) error {
+	return s.store.withScope(ctx, func(sc *scope) error {
+		n, err := sc.q.DeleteProject(ctx, tenantsql.DeleteProjectParams{TenantID: sc.tenantID, ID: id})
+		if err != nil {
+			return err
+		} else if n == 0 {
+			return silo.Errorf(silo.ENOTFOUND, "Project not found.")
+		}
+		return nil
+	})
+}
+
+func projectFromRow(r tenantsql.Project) *silo.Project {
+	return &silo.Project{ID: r.ID, Name: r.Name, CreatedAt: fromMilli(r.CreatedAt), UpdatedAt: fromMilli(r.UpdatedAt)}
+}
+
+// notFound names what was not found; other errors pass through.
+func notFound(err error, what string) error {
+	if silo.ErrorCode(sqlite.FormatError(err)) == silo.ENOTFOUND {
+		return silo.Errorf(silo.ENOTFOUND, "%s not found.", capitalize(what))
+	}
+	return err
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}

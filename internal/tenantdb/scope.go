@@ -1,0 +1,97 @@
+package tenantdb
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+	"github.com/silohq/silo/internal/tenantdb/tenantsql"
+)
+
+// scope is a borrowed tenant handle bound to the tenant id from the request
+// context. Services reach tenant data only through withScope, so no query
+// can run without the tenant's id or against another tenant's file.
+type scope struct {
+	tenantID string
+	db       *sql.DB
+	q        *tenantsql.Queries
+}
+
+// withScope borrows the handle of the tenant in ctx for the length of fn.
+func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
+	t := silo.TenantFromContext(ctx)
+	if t == nil {
+		return silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
+	}
+	db, release, err := s.cache.Acquire(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return sqlite.FormatError(fn(&scope{tenantID: string(t.ID), db: db, q: tenantsql.New(db)}))
+}
+
+// tx runs fn in a write transaction of the scope's file.
+func (sc *scope) tx(ctx context.Context, fn func(q *tenantsql.Queries) error) error {
+	tx, err := sc.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(sc.q.WithTx(tx)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// newID returns an opaque, time-ordered id (UUIDv7): it tells nothing about
+// how many rows a tenant, or any other tenant, has.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func nowMilli() int64 { return time.Now().UnixMilli() }
+
+func fromMilli(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// EncodeCursor turns the last id of a page into an opaque cursor.
+func EncodeCursor(id string) string {
+	if id == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// DecodeCursor is EncodeCursor's inverse; anything it did not make is
+// EINVALIDCURSOR.
+func DecodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	if len(c) > 128 {
+		return "", silo.Errorf(silo.EINVALIDCURSOR, "Invalid cursor.")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) == 0 || !utf8.Valid(b) {
+		return "", silo.Errorf(silo.EINVALIDCURSOR, "Invalid cursor.")
+	}
+	return string(b), nil
+}
+
+func pageArgs(p silo.Page) (after string, limit int64, err error) {
+	after, err = DecodeCursor(p.Cursor)
+	if err != nil {
+		return "", 0, err
+	}
+	n := p.Limit
+	if n == 0 {
+		n = silo.DefaultPageLimit
+	}
+	if n < 1 || n > silo.MaxPageLimit {
+		return "", 0, silo.Errorf(silo.EINVALIDLIMIT, "The limit must be between 1 and %d.", silo.MaxPageLimit)
+	}
+	return after, int64(n), nil
+}

@@ -1,0 +1,108 @@
+package tenantdb
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/silohq/silo/internal/sqlite"
+)
+
+// template is a pre-migrated, empty tenant file. Signing up copies its bytes
+// instead of running every migration, so a signup costs one small file write
+// whatever the length of the schema's history.
+type template struct {
+	version int64
+	data    []byte
+}
+
+// loadTemplate returns the template for the migrator's latest version,
+// building it under dir if it does not exist yet. Each version has its own
+// file, so a binary upgrade builds a fresh one and never trusts an old one.
+func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.Options) (*template, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("tenant-v%04d.db", m.Latest()))
+	if data, err := os.ReadFile(path); err == nil {
+		return &template{version: m.Latest(), data: data}, nil
+	}
+	tmp, err := os.CreateTemp(dir, ".build-*.db")
+	if err != nil {
+		return nil, err
+	}
+	tmp.Close()
+	defer removeFiles(tmp.Name())
+	db, err := sqlite.Open(tmp.Name(), o)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := sqlite.SetWAL(ctx, db); err != nil {
+		return nil, err
+	}
+	if _, _, err := m.UpTo(ctx, db, 0); err != nil {
+		return nil, err
+	}
+	// Closing the last connection checkpoints the WAL into the main file,
+	// so the .db alone is the whole template.
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		return nil, err
+	}
+	t := &template{version: m.Latest(), data: data}
+	if err := t.copyTo(path); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// copyTo writes the template to path atomically: a temporary file, fsync,
+// rename, fsync of the directory. A crash leaves either no file or a whole
+// one, and never overwrites an existing tenant.
+func (t *template) copyTo(path string) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".new-*.db")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(t.data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// Link fails if path exists, unlike rename: an id collision can never
+	// clobber a tenant.
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	os.Remove(tmp)
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

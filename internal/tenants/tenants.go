@@ -1,0 +1,170 @@
+// Package tenants runs a tenant's lifecycle across the catalog and the tenant
+// files: signup, deletion, and the sweep that finishes what a crash left
+// half-done. The ordering of its steps is what keeps a half-created or
+// half-deleted tenant from ever being served.
+package tenants
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
+)
+
+// Service creates and deletes tenants.
+type Service struct {
+	catalog         *catalog.Catalog
+	store           *tenantdb.Store
+	defaultStrategy silo.Strategy
+	log             *slog.Logger
+}
+
+// New returns a Service.
+func New(c *catalog.Catalog, s *tenantdb.Store, defaultStrategy silo.Strategy, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if defaultStrategy == "" {
+		defaultStrategy = silo.StrategyDatabase
+	}
+	return &Service{catalog: c, store: s, defaultStrategy: defaultStrategy, log: log}
+}
+
+// NewTenant is a signup request.
+type NewTenant struct {
+	Slug     string
+	Name     string
+	Strategy silo.Strategy // "" means the default
+}
+
+// Create signs a tenant up and returns it with its owner token, which is
+// shown only now.
+//
+// The file is written first, complete, under a name only the catalog knows;
+// the catalog row and token follow in one transaction. A crash before the
+// commit leaves an orphan file that no request can reach (Sweep removes it);
+// a crash after leaves a whole tenant.
+func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, string, error) {
+	if err := silo.ValidateSlug(nt.Slug); err != nil {
+		return nil, "", err
+	}
+	name := nt.Name
+	if strings.TrimSpace(name) == "" {
+		name = nt.Slug
+	}
+	name, err := silo.CleanText(name, "name", silo.EINVALIDNAME)
+	if err != nil {
+		return nil, "", err
+	}
+	strategy := nt.Strategy
+	if strategy == "" {
+		strategy = s.defaultStrategy
+	}
+	if !strategy.Valid() {
+		return nil, "", silo.Errorf(silo.EINVALIDSTRATEGY, "Unknown strategy %q; this server offers %q.", strategy, silo.StrategyDatabase)
+	}
+	// A cheap early answer for a taken slug; the unique index decides races.
+	if _, err := s.catalog.TenantBySlugAnyStatus(ctx, nt.Slug); err == nil {
+		return nil, "", silo.Errorf(silo.ESLUGTAKEN, "The slug %q is taken.", nt.Slug)
+	} else if silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
+		return nil, "", err
+	}
+	t := &silo.Tenant{
+		ID:            silo.TenantID(uuid.Must(uuid.NewV7()).String()),
+		Slug:          nt.Slug,
+		Name:          name,
+		Strategy:      strategy,
+		Status:        silo.TenantActive,
+		SchemaVersion: s.store.Migrator().Latest(),
+	}
+	if err := s.store.Provision(ctx, t.ID); err != nil {
+		return nil, "", fmt.Errorf("provision: %w", err)
+	}
+	secret, hash := catalog.NewToken()
+	if err := s.catalog.CreateTenant(ctx, t, "owner", hash); err != nil {
+		if rerr := s.store.Remove(context.WithoutCancel(ctx), t.ID); rerr != nil {
+			s.log.Error("remove file of failed signup", "tenant", t.ID, "err", rerr)
+		}
+		return nil, "", err
+	}
+	return t, secret, nil
+}
+
+// Delete removes a tenant: it stops being served at once (status
+// "deleting"), then its file goes, then its catalog row. A crash midway
+// leaves a tenant that is never served and that Sweep finishes deleting.
+func (s *Service) Delete(ctx context.Context, slug string) error {
+	t, err := s.catalog.TenantBySlugAnyStatus(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if err := s.catalog.SetStatus(ctx, t.ID, silo.TenantDeleting); err != nil {
+		return err
+	}
+	return s.finishDelete(ctx, t.ID)
+}
+
+func (s *Service) finishDelete(ctx context.Context, id silo.TenantID) error {
+	if err := s.store.Remove(ctx, id); err != nil {
+		return fmt.Errorf("remove tenant file: %w", err)
+	}
+	return s.catalog.DeleteTenant(ctx, id)
+}
+
+// List returns every tenant.
+func (s *Service) List(ctx context.Context) ([]*silo.Tenant, error) {
+	return s.catalog.Tenants(ctx)
+}
+
+// orphanAge is how old a file without a catalog row must be before Sweep
+// removes it, so that it never races a signup in progress in another process.
+const orphanAge = 10 * time.Minute
+
+// Sweep finishes deletions a crash interrupted and removes tenant files
+// that no catalog row names (signups a crash interrupted).
+func (s *Service) Sweep(ctx context.Context) error {
+	ts, err := s.catalog.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range ts {
+		if t.Status == silo.TenantDeleting {
+			s.log.Info("finishing interrupted delete", "tenant", t.ID, "slug", t.Slug)
+			errs = append(errs, s.finishDelete(ctx, t.ID))
+		}
+	}
+	known, err := s.catalog.TenantIDs(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(s.store.Dir())
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		id, ok := strings.CutSuffix(name, ".db")
+		if !ok || known[silo.TenantID(id)] {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < orphanAge {
+			continue
+		}
+		s.log.Info("removing orphan tenant file", "file", name)
+		if err := s.store.Remove(ctx, silo.TenantID(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("%s: %w", filepath.Join(s.store.Dir(), name), err))
+		}
+	}
+	return errors.Join(errs...)
+}

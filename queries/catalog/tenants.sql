@@ -1,0 +1,25 @@
+-- name: CreateTenant :one
+INSERT INTO tenants (id, slug, name, strategy, status, schema_version, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING *;
+
+-- name: GetTenantBySlug :one
+SELECT * FROM tenants WHERE slug = ?;
+
+-- name: GetTenant :one
+SELECT * FROM tenants WHERE id = ?;
+
+-- name: ListTenants :many
+SELECT * FROM tenants ORDER BY slug;
+
+-- name: ListTenantIDs :many
+SELECT id FROM tenants;
+
+-- name: SetTenantStatus :exec
+UPDATE tenants SET status = ?, updated_at = ? WHERE id = ?;
+
+-- name: SetTenantSchemaVersion :exec
+UPDATE tenants SET schema_version = ?, updated_at = ? WHERE id = ?;
+
+-- name: DeleteTenant :exec
+DELETE FROM tenants WHERE id = ?;

@@ -1,0 +1,26 @@
+-- Every query names tenant_id: in a tenant's own file it is a second wall,
+-- in a shared file it is the wall.
+
+-- name: CreateProject :one
+INSERT INTO projects (id, tenant_id, name, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?)
+RETURNING *;
+
+-- name: GetProject :one
+SELECT * FROM projects WHERE tenant_id = ? AND id = ?;
+
+-- name: ListProjects :many
+SELECT * FROM projects
+WHERE tenant_id = @tenant_id AND id > @after
+ORDER BY id
+LIMIT @limit;
+
+-- name: UpdateProject :one
+UPDATE projects
+SET name = coalesce(sqlc.narg(name), name),
+    updated_at = @updated_at
+WHERE tenant_id = @tenant_id AND id = @id
+RETURNING *;
+
+-- name: DeleteProject :execrows
+DELETE FROM projects WHERE tenant_id = ? AND id = ?;

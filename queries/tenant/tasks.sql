@@ -1,0 +1,24 @@
+-- name: CreateTask :one
+INSERT INTO tasks (id, tenant_id, project_id, title, done, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+RETURNING *;
+
+-- name: GetTask :one
+SELECT * FROM tasks WHERE tenant_id = ? AND id = ?;
+
+-- name: ListTasks :many
+SELECT * FROM tasks
+WHERE tenant_id = @tenant_id AND project_id = @project_id AND id > @after
+ORDER BY id
+LIMIT @limit;
+
+-- name: UpdateTask :one
+UPDATE tasks
+SET title = coalesce(sqlc.narg(title), title),
+    done = coalesce(sqlc.narg(done), done),
+    updated_at = @updated_at
+WHERE tenant_id = @tenant_id AND id = @id
+RETURNING *;
+
+-- name: DeleteTask :execrows
+DELETE FROM tasks WHERE tenant_id = ? AND id = ?;
