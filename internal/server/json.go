@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -78,7 +79,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // pageFromQuery reads ?limit=&cursor=.
 func pageFromQuery(r *http.Request) (silo.Page, error) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return silo.Page{}, silo.Errorf(silo.EINVALID, "Malformed query string.")
+	}
 	p := silo.Page{Cursor: q.Get("cursor")}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -1,0 +1,125 @@
+package server_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range es {
+		if strings.HasSuffix(e.Name(), ".db") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBadInput sends hostile and malformed requests: each gets a 4xx JSON
+// error with the expected code, and none changes anything.
+func TestBadInput(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	tok := s.signup("acme")
+	acme := s.tenant("acme", tok)
+	p := acme.do("POST", "/api/projects", map[string]string{"name": "Keep"})
+
+	big := []byte(`{"name":"` + strings.Repeat("a", 2<<20) + `"}`)
+	deep := []byte(strings.Repeat("[", 20000) + strings.Repeat("]", 20000))
+	cases := []struct {
+		name, method, host, path string
+		token                    bool
+		body                     any
+		status                   int
+		code                     string
+	}{
+		{"malformed json", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":`), 400, "invalid_json"},
+		{"not an object", "POST", "acme.localhost", "/api/projects", true, []byte(`[1,2]`), 400, "invalid_json"},
+		{"empty body", "POST", "acme.localhost", "/api/projects", true, []byte(``), 400, "invalid_json"},
+		{"unknown field", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"x","admin":true}`), 400, "invalid_json"},
+		{"wrong type", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":42}`), 400, "invalid_json"},
+		{"invalid utf-8", "POST", "acme.localhost", "/api/projects", true, []byte("{\"name\":\"\xff\xfe\"}"), 400, "invalid_json"},
+		{"trailing data", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"x"} {"name":"y"}`), 400, "invalid_json"},
+		{"deep nesting", "POST", "acme.localhost", "/api/projects", true, deep, 400, "invalid_json"},
+		{"body over 1 MiB", "POST", "acme.localhost", "/api/projects", true, big, 413, "body_too_large"},
+		{"empty name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"  "}`), 400, "invalid_name"},
+		{"control chars", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"a\u0000b"}`), 400, "invalid_name"},
+		{"overlong name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"` + strings.Repeat("é", 201) + `"}`), 400, "invalid_name"},
+		{"patch wrong type", "PATCH", "acme.localhost", "/api/projects/" + p.str("id"), true, []byte(`{"name":null,"done":1}`), 400, "invalid_json"},
+		{"task bad done", "POST", "acme.localhost", "/api/projects/" + p.str("id") + "/tasks", true, []byte(`{"title":"x","done":"yes"}`), 400, "invalid_json"},
+		{"bad limit", "GET", "acme.localhost", "/api/projects?limit=abc", true, nil, 400, "invalid_limit"},
+		{"zero limit", "GET", "acme.localhost", "/api/projects?limit=0", true, nil, 400, "invalid_limit"},
+		{"huge limit", "GET", "acme.localhost", "/api/projects?limit=99999999999999999999", true, nil, 400, "invalid_limit"},
+		{"bad cursor", "GET", "acme.localhost", "/api/projects?cursor=!!!", true, nil, 400, "invalid_cursor"},
+		{"forged cursor", "GET", "acme.localhost", "/api/projects?cursor=" + strings.Repeat("QUFB", 50), true, nil, 400, "invalid_cursor"},
+		{"malformed query", "GET", "acme.localhost", "/api/projects?cursor=%%%", true, nil, 400, "invalid_request"},
+		{"unknown route", "GET", "acme.localhost", "/api/nothing", true, nil, 404, "not_found"},
+		{"unknown base route", "GET", "localhost", "/nothing", false, nil, 404, "not_found"},
+		{"method not allowed", "PUT", "acme.localhost", "/api/projects", true, nil, 405, "method_not_allowed"},
+		{"signup method", "GET", "localhost", "/api/tenants", false, nil, 405, "method_not_allowed"},
+		{"foreign host", "GET", "evil.com", "/api/projects", true, nil, 404, "not_found"},
+		{"suffix trick", "GET", "acme.localhost.evil.com", "/api/projects", true, nil, 404, "not_found"},
+		{"sub-subdomain", "GET", "a.acme.localhost", "/api/projects", true, nil, 404, "tenant_not_found"},
+		{"hostile label", "GET", "..%2f.localhost", "/api/projects", true, nil, 404, "tenant_not_found"},
+		{"overlong label", "GET", strings.Repeat("a", 64) + ".localhost", "/api/projects", true, nil, 404, "tenant_not_found"},
+		{"cyrillic look-alike", "GET", "аcme.localhost", "/api/projects", true, nil, 404, "tenant_not_found"},
+		{"traversal prefix", "GET", "localhost", "/t/..%2f..%2fcatalog/api/projects", true, nil, 404, "tenant_not_found"},
+		{"reserved prefix", "GET", "localhost", "/t/www/api/projects", true, nil, 404, "tenant_not_found"},
+		{"signup traversal slug", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"../catalog"}`), 400, "invalid_slug"},
+		{"signup NUL slug", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"a\u0000b"}`), 400, "invalid_slug"},
+		{"signup uppercase", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"Acme2"}`), 400, "invalid_slug"},
+		{"signup overlong", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"` + strings.Repeat("a", 64) + `"}`), 400, "invalid_slug"},
+		{"signup reserved", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"admin"}`), 400, "invalid_slug"},
+		{"signup leading hyphen", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"-acme"}`), 400, "invalid_slug"},
+		{"signup bad strategy", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"okay","strategy":"mongo"}`), 400, "invalid_strategy"},
+		{"signup on tenant host", "POST", "acme.localhost", "/api/tenants", true, []byte(`{"slug":"other"}`), 404, "not_found"},
+		{"operator api off", "GET", "localhost", "/api/operator/stats", false, nil, 404, "not_found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			token := ""
+			if tc.token {
+				token = tok
+			}
+			r := s.do(tc.method, tc.host, tc.path, token, tc.body)
+			if r.Status != tc.status || r.code() != tc.code {
+				t.Fatalf("got %d %q, want %d %q: %.200s", r.Status, r.code(), tc.status, tc.code, r.Raw)
+			}
+		})
+	}
+	// Nothing changed: one tenant, one project, untouched.
+	r := acme.do("GET", "/api/projects", nil)
+	ps := r.Body["projects"].([]any)
+	if len(ps) != 1 || ps[0].(map[string]any)["name"] != "Keep" {
+		t.Fatalf("state changed: %s", r.Raw)
+	}
+	if n := countFiles(t, s.Store.Dir()); n != 1 {
+		t.Fatalf("%d tenant files, want 1", n)
+	}
+}
+
+func TestOperatorAPI(t *testing.T) {
+	s := newStack(t, stackOpts{operatorToken: "op-secret"})
+	tok := s.signup("acme")
+	s.tenant("acme", tok).do("GET", "/api/projects", nil)
+	if r := s.do("GET", "localhost", "/api/operator/stats", "", nil); r.Status != 401 {
+		t.Fatalf("no token: %d", r.Status)
+	}
+	if r := s.do("GET", "localhost", "/api/operator/stats", tok, nil); r.Status != 401 {
+		t.Fatalf("tenant token on operator API: %d", r.Status)
+	}
+	r := s.do("GET", "localhost", "/api/operator/stats", "op-secret", nil)
+	cache, _ := r.Body["cache"].(map[string]any)
+	if r.Status != 200 || cache["open_handles"] != float64(1) || cache["misses"] != float64(1) {
+		t.Fatalf("stats: %d %s", r.Status, r.Raw)
+	}
+	r = s.do("GET", "localhost", "/api/operator/tenants", "op-secret", nil)
+	if ts, _ := r.Body["tenants"].([]any); r.Status != 200 || len(ts) != 1 {
+		t.Fatalf("tenants: %d %s", r.Status, r.Raw)
+	}
+}
