@@ -1,0 +1,144 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+	"github.com/superfly/ltx"
+)
+
+// replicaClient returns the client of the replica of name, which is either a
+// tenant's file name ("t1.db", in the tenants dir: entry) or the path of any
+// configured database ("data/catalog.db", resolved like the config's paths).
+func (r *Replicator) replicaClient(ctx context.Context, name string) (litestream.ReplicaClient, string, error) {
+	var path string
+	if !strings.ContainsRune(name, '/') && !strings.ContainsRune(name, filepath.Separator) {
+		dir := r.cfg.TenantDir()
+		if dir == nil {
+			return nil, "", fmt.Errorf("replication: no dir: entry for tenant file %q", name)
+		}
+		path = filepath.Join(dir.Dir, name)
+	} else {
+		var err error
+		if path, err = resolvePath(name, r.cfg.DataDir); err != nil {
+			return nil, "", err
+		}
+	}
+	dbc, abs, err := r.cfg.Lookup(path)
+	if err != nil {
+		return nil, "", err
+	}
+	client, err := r.clients.forURL(ctx, dbc.replicaURLFor(abs))
+	if err != nil {
+		return nil, "", err
+	}
+	return client, abs, nil
+}
+
+// Restore writes the database name (see replicaClient) as of a point in time
+// to the new file out, which must not exist. With a zero at and txid it
+// restores the latest replicated state; otherwise the state after the last
+// transaction committed at or before at, or after transaction txid (not
+// both). The file is checked with PRAGMA quick_check. It works whether or
+// not name is registered; to restore in place, unregister and close it,
+// restore to a temporary file, RemoveLocalState, and rename over it.
+//
+// Precision: every transaction is its own L0 file for l0-retention (5 min)
+// after it was compacted into L1, so within that window a restore is exact
+// to the second. Older points resolve to the compaction levels (30 s, 5 min,
+// 1 h files) and fail with "transaction not available" when no file ends at
+// or before the target.
+func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error {
+	client, _, err := r.replicaClient(ctx, name)
+	if err != nil {
+		return err
+	}
+	opt := litestream.NewRestoreOptions()
+	opt.OutputPath = out
+	opt.Timestamp = at
+	opt.TXID = ltx.TXID(txid)
+	opt.IntegrityCheck = litestream.IntegrityCheckQuick
+	rep := litestream.NewReplicaWithClient(nil, client)
+	if err := rep.Restore(ctx, opt); err != nil {
+		return fmt.Errorf("replication: restore %s: %w", name, err)
+	}
+	return nil
+}
+
+// Status is the replication state of one database.
+type Status struct {
+	// TXID is the newest transaction in the replica and UpdatedAt the time
+	// its file was written; zero if the replica is empty.
+	TXID      uint64
+	UpdatedAt time.Time
+	// Registered reports whether the file is being replicated now, and
+	// LocalTXID the newest transaction Litestream has read from its WAL
+	// (TXID < LocalTXID means an upload is pending).
+	Registered bool
+	LocalTXID  uint64
+}
+
+// Status reports the replication state of name (see replicaClient). It lists
+// the replica, so it costs a few LIST requests on S3.
+func (r *Replicator) Status(ctx context.Context, name string) (Status, error) {
+	client, abs, err := r.replicaClient(ctx, name)
+	if err != nil {
+		return Status{}, err
+	}
+	var st Status
+	levels := []int{litestream.SnapshotLevel}
+	for _, l := range r.cfg.Levels {
+		levels = append(levels, l.Level)
+	}
+	for _, level := range levels {
+		itr, err := client.LTXFiles(ctx, level, 0, false)
+		if err != nil {
+			return st, err
+		}
+		for itr.Next() {
+			info := itr.Item()
+			if uint64(info.MaxTXID) > st.TXID || (uint64(info.MaxTXID) == st.TXID && info.CreatedAt.After(st.UpdatedAt)) {
+				st.TXID, st.UpdatedAt = uint64(info.MaxTXID), info.CreatedAt
+			}
+		}
+		if err := itr.Close(); err != nil {
+			return st, err
+		}
+	}
+
+	r.mu.Lock()
+	e := r.dbs[abs]
+	r.mu.Unlock()
+	if e != nil {
+		e.mu.Lock()
+		if e.ldb != nil {
+			st.Registered = true
+			if pos, err := e.ldb.Pos(); err == nil {
+				st.LocalTXID = uint64(pos.TXID)
+			}
+		}
+		e.mu.Unlock()
+	}
+	return st, nil
+}
+
+// DeleteReplica deletes every backup of name (see replicaClient). It refuses
+// while the file is registered. Deleting a tenant also needs its file, -wal,
+// -shm and RemoveLocalState.
+func (r *Replicator) DeleteReplica(ctx context.Context, name string) error {
+	client, abs, err := r.replicaClient(ctx, name)
+	if err != nil {
+		return err
+	}
+	if r.Registered(abs) {
+		return fmt.Errorf("replication: %s is registered; unregister it first", abs)
+	}
+	if err := client.DeleteAll(ctx); err != nil {
+		return fmt.Errorf("replication: delete replica of %s: %w", name, err)
+	}
+	return nil
+}
