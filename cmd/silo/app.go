@@ -90,9 +90,9 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		},
 		MigrateOnOpen: c.MigrateOnOpen,
 		Logger:        log,
-		OnMigrate: func(ctx context.Context, m tenantdb.MigrationRecord) {
-			if m.Err == nil {
-				_ = cat.SetSchemaVersion(ctx, m.Tenant, m.To)
+		OnMigrate: func(ctx context.Context, m silo.MigrationRun) {
+			if err := cat.RecordMigration(ctx, m); err != nil {
+				log.Error("record migration", "tenant", m.Tenant, "err", err)
 			}
 		},
 	})

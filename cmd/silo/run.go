@@ -14,6 +14,8 @@ const usage = `Silo: one binary, one SQLite file per tenant.
 Usage:
   silo serve    [flags]               run the HTTP API
   silo tenants  create SLUG [--name N] | list | delete SLUG
+  silo migrate  [--concurrency N] [--tenants a,b | --canary PCT] [--continue-on-error]
+  silo migrate  status | verify | down --to N [--tenants a,b]
   silo version
 
 Every command takes --data DIR (default ./data). Run "silo COMMAND -h" for
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, e, rest)
 	case "tenants":
 		return runTenants(ctx, e, rest)
+	case "migrate":
+		return runMigrate(ctx, e, rest)
 	case "version":
 		fmt.Fprintln(stdout, "silo", version)
 		return nil

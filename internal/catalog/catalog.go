@@ -41,7 +41,7 @@ func Open(ctx context.Context, path string, o sqlite.Options) (*Catalog, error) 
 		db.Close()
 		return nil, err
 	}
-	if _, _, err := m.UpTo(ctx, db, 0); err != nil {
+	if _, _, err := m.Migrate(ctx, db, 0); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("catalog: migrate: %w", err)
 	}

@@ -52,7 +52,10 @@ func DecodeJSON(data []byte, v any) error {
 func jsonError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var se *silo.Error
 	switch {
+	case errors.As(err, &se): // from a field's own UnmarshalJSON
+		return se
 	case errors.Is(err, io.EOF):
 		return silo.Errorf(silo.EINVALIDJSON, "The body must be a JSON object.")
 	case errors.As(err, &syn):
@@ -99,4 +102,30 @@ type timestamp time.Time
 
 func (t timestamp) MarshalJSON() ([]byte, error) {
 	return []byte(fmt.Sprintf("%q", time.Time(t).UTC().Format("2006-01-02T15:04:05.000Z07:00"))), nil
+}
+
+// nullableTime is an optional RFC 3339 time in a request: absent (Set
+// false), null (Set true, Value nil) or a time.
+type nullableTime struct {
+	Set   bool
+	Value *time.Time
+}
+
+func (n *nullableTime) UnmarshalJSON(b []byte) error {
+	n.Set = true
+	if string(b) == "null" {
+		n.Value = nil
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return silo.Errorf(silo.EINVALIDJSON, "due_at must be an RFC 3339 time or null.")
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
+		return silo.Errorf(silo.EINVALIDJSON, "due_at must be an RFC 3339 time between 1970 and 9999, or null.")
+	}
+	t = t.UTC()
+	n.Value = &t
+	return nil
 }

@@ -10,12 +10,13 @@ import (
 type projectJSON struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
+	Archived  bool      `json:"archived"`
 	CreatedAt timestamp `json:"created_at"`
 	UpdatedAt timestamp `json:"updated_at"`
 }
 
 func toProjectJSON(p *silo.Project) projectJSON {
-	return projectJSON{ID: p.ID, Name: p.Name, CreatedAt: timestamp(p.CreatedAt), UpdatedAt: timestamp(p.UpdatedAt)}
+	return projectJSON{ID: p.ID, Name: p.Name, Archived: p.Archived, CreatedAt: timestamp(p.CreatedAt), UpdatedAt: timestamp(p.UpdatedAt)}
 }
 
 func (s *Server) handleCreateProject(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +41,17 @@ func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ps, next, err := s.deps.Projects.Projects(r.Context(), page)
+	var f silo.ProjectFilter
+	switch a := r.URL.Query().Get("archived"); a {
+	case "":
+	case "true", "false":
+		archived := a == "true"
+		f.Archived = &archived
+	default:
+		s.writeError(w, r, silo.Errorf(silo.EINVALID, "archived must be true or false."))
+		return
+	}
+	ps, next, err := s.deps.Projects.Projects(r.Context(), page, f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -66,13 +77,14 @@ func (s *Server) handleGetProject(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleUpdateProject(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name *string `json:"name"`
+		Name     *string `json:"name"`
+		Archived *bool   `json:"archived"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	p, err := s.deps.Projects.UpdateProject(r.Context(), chi.URLParam(r, "id"), silo.ProjectUpdate{Name: req.Name})
+	p, err := s.deps.Projects.UpdateProject(r.Context(), chi.URLParam(r, "id"), silo.ProjectUpdate{Name: req.Name, Archived: req.Archived})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

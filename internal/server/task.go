@@ -8,31 +8,38 @@ import (
 )
 
 type taskJSON struct {
-	ID        string    `json:"id"`
-	ProjectID string    `json:"project_id"`
-	Title     string    `json:"title"`
-	Done      bool      `json:"done"`
-	CreatedAt timestamp `json:"created_at"`
-	UpdatedAt timestamp `json:"updated_at"`
+	ID        string     `json:"id"`
+	ProjectID string     `json:"project_id"`
+	Title     string     `json:"title"`
+	Done      bool       `json:"done"`
+	DueAt     *timestamp `json:"due_at"`
+	CreatedAt timestamp  `json:"created_at"`
+	UpdatedAt timestamp  `json:"updated_at"`
 }
 
 func toTaskJSON(t *silo.Task) taskJSON {
-	return taskJSON{
+	j := taskJSON{
 		ID: t.ID, ProjectID: t.ProjectID, Title: t.Title, Done: t.Done,
 		CreatedAt: timestamp(t.CreatedAt), UpdatedAt: timestamp(t.UpdatedAt),
 	}
+	if t.DueAt != nil {
+		due := timestamp(*t.DueAt)
+		j.DueAt = &due
+	}
+	return j
 }
 
 func (s *Server) handleCreateTask(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Title string `json:"title"`
-		Done  bool   `json:"done"`
+		Title string       `json:"title"`
+		Done  bool         `json:"done"`
+		DueAt nullableTime `json:"due_at"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	t, err := s.deps.Tasks.CreateTask(r.Context(), chi.URLParam(r, "id"), req.Title, req.Done)
+	t, err := s.deps.Tasks.CreateTask(r.Context(), chi.URLParam(r, "id"), silo.NewTask{Title: req.Title, Done: req.Done, DueAt: req.DueAt.Value})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -72,14 +79,15 @@ func (s *Server) handleGetTask(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleUpdateTask(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Title *string `json:"title"`
-		Done  *bool   `json:"done"`
+		Title *string      `json:"title"`
+		Done  *bool        `json:"done"`
+		DueAt nullableTime `json:"due_at"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	t, err := s.deps.Tasks.UpdateTask(r.Context(), chi.URLParam(r, "id"), silo.TaskUpdate{Title: req.Title, Done: req.Done})
+	t, err := s.deps.Tasks.UpdateTask(r.Context(), chi.URLParam(r, "id"), silo.TaskUpdate{Title: req.Title, Done: req.Done, SetDueAt: req.DueAt.Set, DueAt: req.DueAt.Value})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

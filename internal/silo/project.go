@@ -11,13 +11,20 @@ import (
 type Project struct {
 	ID        string
 	Name      string
+	Archived  bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
 // ProjectUpdate holds the fields a PATCH may change; nil means unchanged.
 type ProjectUpdate struct {
-	Name *string
+	Name     *string
+	Archived *bool
+}
+
+// ProjectFilter narrows a list of projects; nil fields do not filter.
+type ProjectFilter struct {
+	Archived *bool
 }
 
 // Task belongs to one project of one tenant.
@@ -26,14 +33,25 @@ type Task struct {
 	ProjectID string
 	Title     string
 	Done      bool
+	DueAt     *time.Time // nil: no due time
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
 
+// NewTask is what creating a task takes.
+type NewTask struct {
+	Title string
+	Done  bool
+	DueAt *time.Time
+}
+
 // TaskUpdate holds the fields a PATCH may change; nil means unchanged.
+// SetDueAt with a nil DueAt clears the due time.
 type TaskUpdate struct {
-	Title *string
-	Done  *bool
+	Title    *string
+	Done     *bool
+	SetDueAt bool
+	DueAt    *time.Time
 }
 
 // Page asks for one page of a list: at most Limit items after Cursor.

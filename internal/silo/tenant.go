@@ -83,3 +83,13 @@ func TenantFromContext(ctx context.Context) *Tenant {
 	t, _ := ctx.Value(tenantKey).(*Tenant)
 	return t
 }
+
+// MigrationRun is one migration of one tenant's data, for the ledger.
+type MigrationRun struct {
+	Tenant     TenantID
+	From, To   int64 // To is where the data ended up: From again on failure
+	Target     int64
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Err        error
+}

@@ -1,117 +1,255 @@
 package sqlite
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/pressly/goose/v3"
+	"sync"
 )
 
-// Migrator applies one set of embedded migrations to SQLite files, with
-// pressly/goose's Provider: each migration runs in its own transaction
-// together with its version row, so a file is never left half-way through a
-// migration.
-type Migrator struct {
-	fsys     fs.FS
-	versions []int64
+// Migration is one numbered migration: the Up and Down sections of a file
+// in goose's format (-- +goose Up / -- +goose Down), which sqlc reads too.
+type Migration struct {
+	Version int64
+	Name    string
+	Up      string
+	Down    string
 }
 
-// NewMigrator returns a Migrator for the numbered goose files in fsys.
+// Migrator applies embedded migrations to SQLite files.
+//
+// It is written here rather than taken from pressly/goose because a tenant
+// file must move between versions atomically: goose's Provider commits each
+// migration separately and reads the current version outside its
+// transaction, so a failure in a two-step upgrade leaves a tenant at an
+// intermediate version, and two processes (a server migrating on open and
+// `silo migrate`) can both decide to apply the same step. Migrate instead
+// takes the file's write lock (BEGIN IMMEDIATE), reads the version inside
+// that transaction, applies every step and records the new version in
+// PRAGMA user_version, all in one commit. user_version lives in the file
+// header, so checking a file's version on open costs no schema parse.
+type Migrator struct {
+	migrations []Migration // ascending by version
+
+	mu     sync.Mutex
+	hashes map[int64]string // ExpectedHash's results
+}
+
+// NewMigrator parses the numbered .sql files of fsys.
 func NewMigrator(fsys fs.FS) (*Migrator, error) {
 	names, err := fs.Glob(fsys, "*.sql")
 	if err != nil {
 		return nil, err
 	}
-	var versions []int64
+	m := &Migrator{hashes: map[int64]string{}}
+	seen := map[int64]string{}
 	for _, n := range names {
 		num, _, ok := strings.Cut(n, "_")
 		v, err := strconv.ParseInt(num, 10, 64)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %q: name must start with a number and '_'", n)
+		if !ok || err != nil || v < 1 {
+			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", n)
 		}
-		versions = append(versions, v)
+		if other, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migrations %q and %q share version %d", other, n, v)
+		}
+		seen[v] = n
+		src, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, err
+		}
+		up, down, err := splitMigration(string(src))
+		if err != nil {
+			return nil, fmt.Errorf("migration %q: %w", n, err)
+		}
+		m.migrations = append(m.migrations, Migration{Version: v, Name: n, Up: up, Down: down})
 	}
-	if len(versions) == 0 {
+	if len(m.migrations) == 0 {
 		return nil, fmt.Errorf("no migrations")
 	}
-	sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
-	return &Migrator{fsys: fsys, versions: versions}, nil
+	sort.Slice(m.migrations, func(i, j int) bool { return m.migrations[i].Version < m.migrations[j].Version })
+	return m, nil
+}
+
+// splitMigration returns the Up and Down sections of a goose-format file.
+func splitMigration(src string) (up, down string, err error) {
+	var cur *strings.Builder
+	var upB, downB strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(src))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if d, ok := strings.CutPrefix(strings.TrimSpace(line), "-- +goose"); ok {
+			switch f := strings.Fields(d); {
+			case len(f) > 0 && f[0] == "Up":
+				cur = &upB
+			case len(f) > 0 && f[0] == "Down":
+				cur = &downB
+			case len(f) > 0 && (f[0] == "StatementBegin" || f[0] == "StatementEnd"):
+				// The whole section runs as one script; no splitting needed.
+			default:
+				return "", "", fmt.Errorf("unsupported directive %q", line)
+			}
+			continue
+		}
+		if cur != nil {
+			cur.WriteString(line)
+			cur.WriteByte('\n')
+		}
+	}
+	if strings.TrimSpace(upB.String()) == "" {
+		return "", "", fmt.Errorf("no '-- +goose Up' section")
+	}
+	return upB.String(), downB.String(), sc.Err()
 }
 
 // Latest is the version this binary's migrations reach.
-func (m *Migrator) Latest() int64 { return m.versions[len(m.versions)-1] }
+func (m *Migrator) Latest() int64 { return m.migrations[len(m.migrations)-1].Version }
 
 // Versions lists every known version in ascending order.
-func (m *Migrator) Versions() []int64 { return append([]int64(nil), m.versions...) }
-
-func (m *Migrator) provider(db *sql.DB) (*goose.Provider, error) {
-	return goose.NewProvider(goose.DialectSQLite3, db, m.fsys, goose.WithDisableGlobalRegistry(true))
+func (m *Migrator) Versions() []int64 {
+	out := make([]int64, len(m.migrations))
+	for i, mg := range m.migrations {
+		out[i] = mg.Version
+	}
+	return out
 }
 
-// Version returns the file's version according to goose's own table, the
-// source of truth; user_version is only its cached copy.
+// Version reads a file's version.
 func (m *Migrator) Version(ctx context.Context, db *sql.DB) (int64, error) {
-	p, err := m.provider(db)
-	if err != nil {
-		return 0, err
-	}
-	return p.GetDBVersion(ctx)
+	return UserVersion(ctx, db)
 }
 
-// UpTo migrates db up to version (Latest if version is 0) and mirrors the
-// result into user_version. It returns the version before and after.
-func (m *Migrator) UpTo(ctx context.Context, db *sql.DB, version int64) (from, to int64, err error) {
-	if version == 0 {
-		version = m.Latest()
-	}
-	p, err := m.provider(db)
-	if err != nil {
-		return 0, 0, err
-	}
-	if from, err = p.GetDBVersion(ctx); err != nil {
-		return 0, 0, err
-	}
-	if from > m.Latest() {
-		return from, from, fmt.Errorf("file is at version %d, ahead of this binary's %d", from, m.Latest())
-	}
-	_, upErr := p.UpTo(ctx, version)
-	// Whatever happened, record where the file now stands: goose commits each
-	// migration separately, so a failure may leave it part of the way up.
-	to, err = p.GetDBVersion(ctx)
-	if err != nil {
-		return from, to, err
-	}
-	if err := SetUserVersion(ctx, db, to); err != nil {
-		return from, to, err
-	}
-	return from, to, upErr
-}
+// ErrAhead is wrapped by Migrate when a file is at a version this binary
+// does not know (it was migrated by a newer binary).
+var ErrAhead = fmt.Errorf("file is ahead of this binary's schema")
 
-// DownTo rolls db back to version. user_version is cleared first so that a
-// crash midway can never leave a cached version above the real one.
-func (m *Migrator) DownTo(ctx context.Context, db *sql.DB, version int64) (from, to int64, err error) {
-	p, err := m.provider(db)
+// Migrate moves db to version target (0 means Latest), up or down, in one
+// transaction: on any error the file stays exactly at its previous version.
+// It returns the version before and after.
+func (m *Migrator) Migrate(ctx context.Context, db *sql.DB, target int64) (from, to int64, err error) {
+	if target == 0 {
+		target = m.Latest()
+	}
+	if target < 0 || (target > 0 && !m.known(target)) {
+		return 0, 0, fmt.Errorf("unknown schema version %d", target)
+	}
+	// The pool's DSN has _txlock=immediate: BeginTx takes the write lock
+	// first, so the version read below cannot change before the commit.
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	if from, err = p.GetDBVersion(ctx); err != nil {
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&from); err != nil {
 		return 0, 0, err
 	}
-	if err := SetUserVersion(ctx, db, 0); err != nil {
+	if from == target {
+		return from, from, nil
+	}
+	if from != 0 && !m.known(from) {
+		return from, from, fmt.Errorf("%w: at version %d, this binary knows up to %d", ErrAhead, from, m.Latest())
+	}
+	for _, step := range m.plan(from, target) {
+		script, dir := step.Up, "up"
+		if target < from {
+			script, dir = step.Down, "down"
+		}
+		if _, err := tx.ExecContext(ctx, script); err != nil {
+			return from, from, fmt.Errorf("migration %s (%s): %w", step.Name, dir, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version=%d", target)); err != nil {
 		return from, from, err
 	}
-	_, downErr := p.DownTo(ctx, version)
-	to, err = p.GetDBVersion(ctx)
+	if err := tx.Commit(); err != nil {
+		return from, from, err
+	}
+	return from, target, nil
+}
+
+func (m *Migrator) known(v int64) bool {
+	for _, mg := range m.migrations {
+		if mg.Version == v {
+			return true
+		}
+	}
+	return false
+}
+
+// plan lists the steps from one version to another, in the order to run.
+func (m *Migrator) plan(from, to int64) []Migration {
+	var steps []Migration
+	if to > from {
+		for _, mg := range m.migrations {
+			if mg.Version > from && mg.Version <= to {
+				steps = append(steps, mg)
+			}
+		}
+		return steps
+	}
+	for i := len(m.migrations) - 1; i >= 0; i-- {
+		if mg := m.migrations[i]; mg.Version <= from && mg.Version > to {
+			steps = append(steps, mg)
+		}
+	}
+	return steps
+}
+
+// SchemaHash is a digest of a file's schema (sqlite_schema, SQLite's own
+// tables excepted): two files at the same version hash alike unless one has
+// drifted.
+func SchemaHash(ctx context.Context, db *sql.DB) (string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '')
+		FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name`)
 	if err != nil {
-		return from, to, err
+		return "", err
 	}
-	if err := SetUserVersion(ctx, db, to); err != nil {
-		return from, to, err
+	defer rows.Close()
+	h := sha256.New()
+	for rows.Next() {
+		var typ, name, tbl, sqlText string
+		if err := rows.Scan(&typ, &name, &tbl, &sqlText); err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", typ, name, tbl, strings.Join(strings.Fields(sqlText), " "))
 	}
-	return from, to, downErr
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ExpectedHash is the SchemaHash of a fresh file migrated to version,
+// computed once per version in a scratch file under dir.
+func (m *Migrator) ExpectedHash(ctx context.Context, dir string, version int64) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h, ok := m.hashes[version]; ok {
+		return h, nil
+	}
+	path := fmt.Sprintf("%s/.schema-v%d-%p.db", dir, version, m)
+	db, err := Open(path, Options{MaxConns: 1})
+	if err != nil {
+		return "", err
+	}
+	defer removeScratch(path)
+	defer db.Close()
+	if version > 0 {
+		if _, _, err := m.Migrate(ctx, db, version); err != nil {
+			return "", err
+		}
+	}
+	h, err := SchemaHash(ctx, db)
+	if err != nil {
+		return "", err
+	}
+	m.hashes[version] = h
+	return h, nil
 }

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/silohq/silo/internal/silo"
 	"modernc.org/sqlite"
@@ -39,6 +41,9 @@ type Options struct {
 	// CacheKiB is the page cache per connection; tenants get a modest one so
 	// that a thousand open tenants fit in memory.
 	CacheKiB int
+	// BusyTimeout is how long a statement waits for another connection's
+	// lock before failing with SQLITE_BUSY; 0 means 5 s.
+	BusyTimeout time.Duration
 }
 
 // DSN returns the modernc DSN for path. Per-connection settings go in the DSN
@@ -51,7 +56,11 @@ func DSN(path string, o Options) string {
 		sync = "full"
 	}
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
+	busy := o.BusyTimeout
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(on)")
 	q.Add("_pragma", "synchronous("+sync+")")
 	if o.CacheKiB > 0 {
@@ -140,4 +149,10 @@ func IsUnique(err error) bool {
 		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	}
 	return false
+}
+
+func removeScratch(path string) {
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		_ = os.Remove(p)
+	}
 }

@@ -53,7 +53,7 @@ func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project,
 
 // Projects returns a page of projects in creation order and the cursor of
 // the next page ("" after the last).
-func (s *ProjectService) Projects(ctx context.Context, page silo.Page) ([]*silo.Project, string, error) {
+func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error) {
 	after, limit, err := pageArgs(page)
 	if err != nil {
 		return nil, "", err
@@ -61,7 +61,11 @@ func (s *ProjectService) Projects(ctx context.Context, page silo.Page) ([]*silo.
 	var out []*silo.Project
 	var next string
 	err = s.store.withScope(ctx, func(sc *scope) error {
-		rows, err := sc.q.ListProjects(ctx, tenantsql.ListProjectsParams{TenantID: sc.tenantID, After: after, Limit: limit + 1})
+		arg := tenantsql.ListProjectsParams{TenantID: sc.tenantID, After: after, Limit: limit + 1}
+		if f.Archived != nil {
+			arg.Archived = boolInt(*f.Archived)
+		}
+		rows, err := sc.q.ListProjects(ctx, arg)
 		if err != nil {
 			return err
 		}
@@ -87,6 +91,9 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 			return nil, err
 		}
 		arg.Name = sql.NullString{String: name, Valid: true}
+	}
+	if upd.Archived != nil {
+		arg.Archived = sql.NullInt64{Int64: boolInt(*upd.Archived), Valid: true}
 	}
 	var p *silo.Project
 	err := s.store.withScope(ctx, func(sc *scope) error {
@@ -117,7 +124,7 @@ func (s *ProjectService) DeleteProject(ctx context.Context, id string) error {
 }
 
 func projectFromRow(r tenantsql.Project) *silo.Project {
-	return &silo.Project{ID: r.ID, Name: r.Name, CreatedAt: fromMilli(r.CreatedAt), UpdatedAt: fromMilli(r.UpdatedAt)}
+	return &silo.Project{ID: r.ID, Name: r.Name, Archived: r.Archived != 0, CreatedAt: fromMilli(r.CreatedAt), UpdatedAt: fromMilli(r.UpdatedAt)}
 }
 
 // notFound names what was not found; other errors pass through.

@@ -28,17 +28,7 @@ type Config struct {
 	Logger        *slog.Logger
 	// OnMigrate, if set, is told of every migration run on open, for the
 	// catalog's ledger.
-	OnMigrate func(ctx context.Context, m MigrationRecord)
-}
-
-// MigrationRecord describes one migration of one tenant file.
-type MigrationRecord struct {
-	Tenant     silo.TenantID
-	From, To   int64
-	Target     int64
-	StartedAt  time.Time
-	FinishedAt time.Time
-	Err        error
+	OnMigrate func(ctx context.Context, m silo.MigrationRun)
 }
 
 // Store is the set of tenant files under one data directory.
@@ -161,34 +151,25 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 	return db, nil
 }
 
-// gate checks the file's schema version: the fast path reads user_version
-// from the header; only a file that looks behind pays for a look at goose's
-// table and, if allowed, a migration.
+// gate checks the file's schema version, read from the file header. A file
+// that is behind is migrated (one transaction) or refused; a file ahead of
+// this binary is refused, never touched.
 func (s *Store) gate(ctx context.Context, id silo.TenantID, db *sql.DB) error {
 	latest := s.migrator.Latest()
 	v, err := sqlite.UserVersion(ctx, db)
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", id, err)
 	}
-	if v == latest {
+	switch {
+	case v == latest:
 		return nil
-	}
-	if v > latest {
-		return silo.Errorf(silo.ESCHEMAAHEAD, "The tenant's data is at schema version %d, newer than this server's %d.", v, latest)
-	}
-	if !s.cfg.MigrateOnOpen {
-		// user_version may merely be stale after a crash; ask goose.
-		real, err := s.migrator.Version(ctx, db)
-		if err != nil {
-			return fmt.Errorf("tenant %s: %w", id, err)
-		}
-		if real == latest {
-			return sqlite.SetUserVersion(ctx, db, real)
-		}
+	case v > latest:
+		return errAhead(v, latest)
+	case !s.cfg.MigrateOnOpen:
 		return silo.Errorf(silo.ETENANTMIGRATING, "The tenant's data is being upgraded; retry shortly.")
 	}
-	rec := MigrationRecord{Tenant: id, Target: latest, StartedAt: time.Now()}
-	rec.From, rec.To, rec.Err = s.migrator.UpTo(ctx, db, latest)
+	rec := silo.MigrationRun{Tenant: id, Target: latest, StartedAt: time.Now()}
+	rec.From, rec.To, rec.Err = s.migrator.Migrate(ctx, db, latest)
 	rec.FinishedAt = time.Now()
 	if rec.From != rec.To || rec.Err != nil {
 		s.log.Info("migrated tenant on open", "tenant", id, "from", rec.From, "to", rec.To, "err", rec.Err)
@@ -196,13 +177,16 @@ func (s *Store) gate(ctx context.Context, id silo.TenantID, db *sql.DB) error {
 			s.cfg.OnMigrate(ctx, rec)
 		}
 	}
-	if rec.Err != nil {
-		if rec.To > latest {
-			return silo.Errorf(silo.ESCHEMAAHEAD, "The tenant's data is at schema version %d, newer than this server's %d.", rec.To, latest)
-		}
+	if errors.Is(rec.Err, sqlite.ErrAhead) {
+		return errAhead(rec.From, latest)
+	} else if rec.Err != nil {
 		return fmt.Errorf("tenant %s: migrate: %w", id, rec.Err)
 	}
 	return nil
+}
+
+func errAhead(v, latest int64) error {
+	return silo.Errorf(silo.ESCHEMAAHEAD, "The tenant's data is at schema version %d, newer than this server's %d; run a newer silo.", v, latest)
 }
 
 func (s *Store) closeTenant(id silo.TenantID, db *sql.DB) error {

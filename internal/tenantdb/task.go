@@ -3,6 +3,7 @@ package tenantdb
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenantdb/tenantsql"
@@ -15,8 +16,8 @@ type TaskService struct{ store *Store }
 func NewTaskService(store *Store) *TaskService { return &TaskService{store: store} }
 
 // CreateTask adds a task to a project of this tenant.
-func (s *TaskService) CreateTask(ctx context.Context, projectID, title string, done bool) (*silo.Task, error) {
-	title, err := silo.CleanText(title, "title", silo.EINVALIDTITLE)
+func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.NewTask) (*silo.Task, error) {
+	title, err := silo.CleanText(nt.Title, "title", silo.EINVALIDTITLE)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +32,7 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID, title string, d
 			now := nowMilli()
 			row, err := q.CreateTask(ctx, tenantsql.CreateTaskParams{
 				ID: newID(), TenantID: sc.tenantID, ProjectID: projectID, Title: title,
-				Done: boolInt(done), CreatedAt: now, UpdatedAt: now,
+				Done: boolInt(nt.Done), DueAt: milliOrNull(nt.DueAt), CreatedAt: now, UpdatedAt: now,
 			})
 			t = taskFromRow(row)
 			return err
@@ -96,6 +97,10 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 	if upd.Done != nil {
 		arg.Done = sql.NullInt64{Int64: boolInt(*upd.Done), Valid: true}
 	}
+	if upd.SetDueAt {
+		arg.SetDueAt = sql.NullInt64{Int64: 1, Valid: true}
+		arg.DueAt = milliOrNull(upd.DueAt)
+	}
 	var t *silo.Task
 	err := s.store.withScope(ctx, func(sc *scope) error {
 		arg.TenantID = sc.tenantID
@@ -123,10 +128,22 @@ func (s *TaskService) DeleteTask(ctx context.Context, id string) error {
 }
 
 func taskFromRow(r tenantsql.Task) *silo.Task {
-	return &silo.Task{
+	t := &silo.Task{
 		ID: r.ID, ProjectID: r.ProjectID, Title: r.Title, Done: r.Done != 0,
 		CreatedAt: fromMilli(r.CreatedAt), UpdatedAt: fromMilli(r.UpdatedAt),
 	}
+	if r.DueAt.Valid {
+		due := fromMilli(r.DueAt.Int64)
+		t.DueAt = &due
+	}
+	return t
+}
+
+func milliOrNull(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
 }
 
 func boolInt(b bool) int64 {

@@ -42,7 +42,7 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 	if err := sqlite.SetWAL(ctx, db); err != nil {
 		return nil, err
 	}
-	if _, _, err := m.UpTo(ctx, db, 0); err != nil {
+	if _, _, err := m.Migrate(ctx, db, 0); err != nil {
 		return nil, err
 	}
 	// Closing the last connection checkpoints the WAL into the main file,

@@ -12,12 +12,14 @@ SELECT * FROM projects WHERE tenant_id = ? AND id = ?;
 -- name: ListProjects :many
 SELECT * FROM projects
 WHERE tenant_id = @tenant_id AND id > @after
+  AND (sqlc.narg(archived) IS NULL OR archived = sqlc.narg(archived))
 ORDER BY id
 LIMIT @limit;
 
 -- name: UpdateProject :one
 UPDATE projects
 SET name = coalesce(sqlc.narg(name), name),
+    archived = coalesce(sqlc.narg(archived), archived),
     updated_at = @updated_at
 WHERE tenant_id = @tenant_id AND id = @id
 RETURNING *;

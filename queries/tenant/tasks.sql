@@ -1,6 +1,6 @@
 -- name: CreateTask :one
-INSERT INTO tasks (id, tenant_id, project_id, title, done, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO tasks (id, tenant_id, project_id, title, done, due_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING *;
 
 -- name: GetTask :one
@@ -16,6 +16,7 @@ LIMIT @limit;
 UPDATE tasks
 SET title = coalesce(sqlc.narg(title), title),
     done = coalesce(sqlc.narg(done), done),
+    due_at = CASE WHEN @set_due_at THEN sqlc.narg(due_at) ELSE due_at END,
     updated_at = @updated_at
 WHERE tenant_id = @tenant_id AND id = @id
 RETURNING *;

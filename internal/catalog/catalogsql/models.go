@@ -8,6 +8,18 @@ import (
 	"database/sql"
 )
 
+type MigrationRun struct {
+	ID            int64
+	TenantID      string
+	FromVersion   int64
+	ToVersion     int64
+	TargetVersion int64
+	StartedAt     int64
+	FinishedAt    int64
+	DurationMs    int64
+	Error         sql.NullString
+}
+
 type Tenant struct {
 	ID            string
 	Slug          string

@@ -4,12 +4,17 @@
 
 package tenantsql
 
+import (
+	"database/sql"
+)
+
 type Project struct {
 	ID        string
 	TenantID  string
 	Name      string
 	CreatedAt int64
 	UpdatedAt int64
+	Archived  int64
 }
 
 type Task struct {
@@ -20,4 +25,5 @@ type Task struct {
 	Done      int64
 	CreatedAt int64
 	UpdatedAt int64
+	DueAt     sql.NullInt64
 }

@@ -14,7 +14,7 @@ const createProject = `-- name: CreateProject :one
 
 INSERT INTO projects (id, tenant_id, name, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?)
-RETURNING id, tenant_id, name, created_at, updated_at
+RETURNING id, tenant_id, name, created_at, updated_at, archived
 `
 
 type CreateProjectParams struct {
@@ -42,6 +42,7 @@ func (q *Queries) CreateProject(ctx context.Context, arg CreateProjectParams) (P
 		&i.Name,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.Archived,
 	)
 	return i, err
 }
@@ -64,7 +65,7 @@ func (q *Queries) DeleteProject(ctx context.Context, arg DeleteProjectParams) (i
 }
 
 const getProject = `-- name: GetProject :one
-SELECT id, tenant_id, name, created_at, updated_at FROM projects WHERE tenant_id = ? AND id = ?
+SELECT id, tenant_id, name, created_at, updated_at, archived FROM projects WHERE tenant_id = ? AND id = ?
 `
 
 type GetProjectParams struct {
@@ -81,25 +82,33 @@ func (q *Queries) GetProject(ctx context.Context, arg GetProjectParams) (Project
 		&i.Name,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.Archived,
 	)
 	return i, err
 }
 
 const listProjects = `-- name: ListProjects :many
-SELECT id, tenant_id, name, created_at, updated_at FROM projects
+SELECT id, tenant_id, name, created_at, updated_at, archived FROM projects
 WHERE tenant_id = ?1 AND id > ?2
+  AND (?3 IS NULL OR archived = ?3)
 ORDER BY id
-LIMIT ?3
+LIMIT ?4
 `
 
 type ListProjectsParams struct {
 	TenantID string
 	After    string
+	Archived interface{}
 	Limit    int64
 }
 
 func (q *Queries) ListProjects(ctx context.Context, arg ListProjectsParams) ([]Project, error) {
-	rows, err := q.db.QueryContext(ctx, listProjects, arg.TenantID, arg.After, arg.Limit)
+	rows, err := q.db.QueryContext(ctx, listProjects,
+		arg.TenantID,
+		arg.After,
+		arg.Archived,
+		arg.Limit,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +122,7 @@ func (q *Queries) ListProjects(ctx context.Context, arg ListProjectsParams) ([]P
 			&i.Name,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.Archived,
 		); err != nil {
 			return nil, err
 		}
@@ -130,13 +140,15 @@ func (q *Queries) ListProjects(ctx context.Context, arg ListProjectsParams) ([]P
 const updateProject = `-- name: UpdateProject :one
 UPDATE projects
 SET name = coalesce(?1, name),
-    updated_at = ?2
-WHERE tenant_id = ?3 AND id = ?4
-RETURNING id, tenant_id, name, created_at, updated_at
+    archived = coalesce(?2, archived),
+    updated_at = ?3
+WHERE tenant_id = ?4 AND id = ?5
+RETURNING id, tenant_id, name, created_at, updated_at, archived
 `
 
 type UpdateProjectParams struct {
 	Name      sql.NullString
+	Archived  sql.NullInt64
 	UpdatedAt int64
 	TenantID  string
 	ID        string
@@ -145,6 +157,7 @@ type UpdateProjectParams struct {
 func (q *Queries) UpdateProject(ctx context.Context, arg UpdateProjectParams) (Project, error) {
 	row := q.db.QueryRowContext(ctx, updateProject,
 		arg.Name,
+		arg.Archived,
 		arg.UpdatedAt,
 		arg.TenantID,
 		arg.ID,
@@ -156,6 +169,7 @@ func (q *Queries) UpdateProject(ctx context.Context, arg UpdateProjectParams) (P
 		&i.Name,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.Archived,
 	)
 	return i, err
 }

@@ -11,9 +11,9 @@ import (
 )
 
 const createTask = `-- name: CreateTask :one
-INSERT INTO tasks (id, tenant_id, project_id, title, done, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-RETURNING id, tenant_id, project_id, title, done, created_at, updated_at
+INSERT INTO tasks (id, tenant_id, project_id, title, done, due_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id, tenant_id, project_id, title, done, created_at, updated_at, due_at
 `
 
 type CreateTaskParams struct {
@@ -22,6 +22,7 @@ type CreateTaskParams struct {
 	ProjectID string
 	Title     string
 	Done      int64
+	DueAt     sql.NullInt64
 	CreatedAt int64
 	UpdatedAt int64
 }
@@ -33,6 +34,7 @@ func (q *Queries) CreateTask(ctx context.Context, arg CreateTaskParams) (Task, e
 		arg.ProjectID,
 		arg.Title,
 		arg.Done,
+		arg.DueAt,
 		arg.CreatedAt,
 		arg.UpdatedAt,
 	)
@@ -45,6 +47,7 @@ func (q *Queries) CreateTask(ctx context.Context, arg CreateTaskParams) (Task, e
 		&i.Done,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DueAt,
 	)
 	return i, err
 }
@@ -67,7 +70,7 @@ func (q *Queries) DeleteTask(ctx context.Context, arg DeleteTaskParams) (int64, 
 }
 
 const getTask = `-- name: GetTask :one
-SELECT id, tenant_id, project_id, title, done, created_at, updated_at FROM tasks WHERE tenant_id = ? AND id = ?
+SELECT id, tenant_id, project_id, title, done, created_at, updated_at, due_at FROM tasks WHERE tenant_id = ? AND id = ?
 `
 
 type GetTaskParams struct {
@@ -86,12 +89,13 @@ func (q *Queries) GetTask(ctx context.Context, arg GetTaskParams) (Task, error) 
 		&i.Done,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DueAt,
 	)
 	return i, err
 }
 
 const listTasks = `-- name: ListTasks :many
-SELECT id, tenant_id, project_id, title, done, created_at, updated_at FROM tasks
+SELECT id, tenant_id, project_id, title, done, created_at, updated_at, due_at FROM tasks
 WHERE tenant_id = ?1 AND project_id = ?2 AND id > ?3
 ORDER BY id
 LIMIT ?4
@@ -126,6 +130,7 @@ func (q *Queries) ListTasks(ctx context.Context, arg ListTasksParams) ([]Task, e
 			&i.Done,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.DueAt,
 		); err != nil {
 			return nil, err
 		}
@@ -144,14 +149,17 @@ const updateTask = `-- name: UpdateTask :one
 UPDATE tasks
 SET title = coalesce(?1, title),
     done = coalesce(?2, done),
-    updated_at = ?3
-WHERE tenant_id = ?4 AND id = ?5
-RETURNING id, tenant_id, project_id, title, done, created_at, updated_at
+    due_at = CASE WHEN ?3 THEN ?4 ELSE due_at END,
+    updated_at = ?5
+WHERE tenant_id = ?6 AND id = ?7
+RETURNING id, tenant_id, project_id, title, done, created_at, updated_at, due_at
 `
 
 type UpdateTaskParams struct {
 	Title     sql.NullString
 	Done      sql.NullInt64
+	SetDueAt  sql.NullInt64
+	DueAt     sql.NullInt64
 	UpdatedAt int64
 	TenantID  string
 	ID        string
@@ -161,6 +169,8 @@ func (q *Queries) UpdateTask(ctx context.Context, arg UpdateTaskParams) (Task, e
 	row := q.db.QueryRowContext(ctx, updateTask,
 		arg.Title,
 		arg.Done,
+		arg.SetDueAt,
+		arg.DueAt,
 		arg.UpdatedAt,
 		arg.TenantID,
 		arg.ID,
@@ -174,6 +184,7 @@ func (q *Queries) UpdateTask(ctx context.Context, arg UpdateTaskParams) (Task, e
 		&i.Done,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.DueAt,
 	)
 	return i, err
 }

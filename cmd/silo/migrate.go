@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/silohq/silo/internal/fleet"
+)
+
+func runMigrate(ctx context.Context, e env, args []string) error {
+	sub := "up"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	var c Config
+	var opts fleet.Options
+	var tenantList string
+	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
+	c.dataFlags(fs)
+	fs.IntVar(&opts.Concurrency, "concurrency", 4, "tenants migrated in parallel")
+	fs.StringVar(&tenantList, "tenants", "", "comma-separated slugs (default: every tenant)")
+	fs.IntVar(&opts.CanaryPct, "canary", 0, "migrate only this percentage of tenants, chosen stably by id (1-99)")
+	fs.BoolVar(&opts.ContinueOnError, "continue-on-error", false, "keep going past failed tenants")
+	fs.DurationVar(&opts.BusyTimeout, "busy-timeout", 0, "how long to wait for a tenant file locked by another connection (default 5s)")
+	if sub == "down" {
+		fs.Int64Var(&opts.Target, "to", -1, "schema version to roll back to (required)")
+	}
+	if err := parseFlags(fs, args, e); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("migrate %s: unexpected argument %q", sub, fs.Arg(0))}
+	}
+	if tenantList != "" {
+		if opts.CanaryPct != 0 {
+			return &usageError{"--tenants and --canary exclude each other"}
+		}
+		for _, s := range strings.Split(tenantList, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				opts.Tenants = append(opts.Tenants, s)
+			}
+		}
+	}
+	if opts.CanaryPct < 0 || opts.CanaryPct > 100 {
+		return &usageError{"--canary takes a percentage from 1 to 100"}
+	}
+	log, err := c.logger(e)
+	if err != nil {
+		return err
+	}
+	// The fleet opens files itself; the cache settings do not matter here.
+	c.MaxOpenTenants, c.DefaultStrategy = 1, "database"
+	a, err := openApp(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.WithoutCancel(ctx))
+	fl := fleet.New(a.catalog, a.store, filepath.Join(c.Data, "templates"), log)
+
+	switch sub {
+	case "up", "down":
+		if sub == "down" {
+			if opts.Target < 0 {
+				return &usageError{"migrate down: --to N is required"}
+			}
+			if opts.Target == 0 {
+				return &usageError{"migrate down: --to 0 would drop every table; the lowest version is 1"}
+			}
+		}
+		opts.Progress = newProgress(e.stderr, "migrate")
+		res, err := fl.Migrate(ctx, opts)
+		fmt.Fprintf(e.stdout, "%d tenants: %d migrated, %d already current, %d failed, in %s\n",
+			res.Total, res.Migrated, res.Current, len(res.Failed), res.Elapsed.Round(1e6))
+		for _, f := range res.Failed {
+			fmt.Fprintf(e.stdout, "  failed %s: %v\n", f.Slug, f.Err)
+		}
+		if err != nil {
+			return err
+		}
+		if res.Stopped {
+			return fmt.Errorf("stopped after a failure; fix it and rerun (finished tenants are skipped), or pass --continue-on-error")
+		}
+		if len(res.Failed) > 0 {
+			return fmt.Errorf("%d tenant(s) failed; rerun to retry them", len(res.Failed))
+		}
+		return nil
+	case "status":
+		st, err := fl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "binary schema version: %d\n", st.Latest)
+		versions := make([]int64, 0, len(st.Versions))
+		for v := range st.Versions {
+			versions = append(versions, v)
+		}
+		sort.Slice(versions, func(i, j int) bool { return versions[i] < versions[j] })
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tTENANTS")
+		for _, v := range versions {
+			fmt.Fprintf(tw, "%d\t%d\n", v, st.Versions[v])
+		}
+		tw.Flush()
+		if len(st.Failed) == 0 {
+			fmt.Fprintln(e.stdout, "failed: none")
+			return nil
+		}
+		fmt.Fprintf(e.stdout, "failed: %d\n", len(st.Failed))
+		for _, f := range st.Failed {
+			fmt.Fprintf(e.stdout, "  %s (at %d, target %d, %s): %s\n", f.Slug, f.To, f.Target, f.FinishedAt.Format("2006-01-02T15:04:05Z"), f.Error)
+		}
+		return nil
+	case "verify":
+		drifts, n, err := fl.Verify(ctx, opts)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%d tenants verified, %d drifted\n", n, len(drifts))
+		for _, d := range drifts {
+			fmt.Fprintf(e.stdout, "  %s\n", d)
+		}
+		if len(drifts) > 0 {
+			return fmt.Errorf("%d tenant(s) drifted", len(drifts))
+		}
+		return nil
+	}
+	return &usageError{fmt.Sprintf("migrate: unknown subcommand %q (want status, verify or down)", sub)}
+}

@@ -1,0 +1,243 @@
+// Package fleet runs operations across every tenant file: migrating them to
+// this binary's schema (or back), reporting where they stand, and verifying
+// that their schemas have not drifted. Work is bounded in parallelism, each
+// tenant is handled in one transaction of its own, and every run is written
+// to the catalog's ledger, so a rerun after a crash or a failure simply
+// continues with the tenants that are not done.
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+)
+
+// Files is what the fleet needs of the tenant store.
+type Files interface {
+	Path(id silo.TenantID) (string, error)
+	Migrator() *sqlite.Migrator
+}
+
+// Fleet runs fleet operations over one data directory.
+type Fleet struct {
+	catalog *catalog.Catalog
+	files   Files
+	scratch string // directory for scratch files (expected schema hashes)
+	log     *slog.Logger
+}
+
+// New returns a Fleet.
+func New(c *catalog.Catalog, files Files, scratchDir string, log *slog.Logger) *Fleet {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Fleet{catalog: c, files: files, scratch: scratchDir, log: log}
+}
+
+// Progress is told how a run goes; the CLI draws a bar or logs batches.
+type Progress interface {
+	Start(total int)
+	Step(slug string, err error)
+	Finish()
+}
+
+// Options select the tenants and the behaviour of a run.
+type Options struct {
+	Concurrency     int      // parallel tenants; default 4
+	Tenants         []string // slugs; empty means every tenant
+	CanaryPct       int      // 1..99 picks a stable subset; 0 or 100 means all
+	ContinueOnError bool     // without it the run stops at the first failure
+	Target          int64    // schema version; 0 means this binary's latest
+	BusyTimeout     time.Duration
+	Progress        Progress
+}
+
+// Result sums up a run.
+type Result struct {
+	Total    int // tenants selected
+	Migrated int
+	Current  int // already at the target: nothing to do
+	Failed   []Failure
+	Stopped  bool // stopped at a failure or by cancellation before the end
+	Elapsed  time.Duration
+}
+
+// Failure is one tenant that could not be migrated.
+type Failure struct {
+	Slug string
+	Err  error
+}
+
+// Select returns the active tenants an operation applies to.
+func (f *Fleet) Select(ctx context.Context, slugs []string, canaryPct int) ([]*silo.Tenant, error) {
+	all, err := f.catalog.Tenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, s := range slugs {
+		want[s] = true
+	}
+	filter := len(want) > 0
+	var out []*silo.Tenant
+	for _, t := range all {
+		if t.Status != silo.TenantActive || t.Strategy != silo.StrategyDatabase {
+			continue
+		}
+		if filter && !want[t.Slug] {
+			continue
+		}
+		delete(want, t.Slug) // what remains at the end was not found
+		if canaryPct > 0 && canaryPct < 100 && !InCanary(t.ID, canaryPct) {
+			continue
+		}
+		out = append(out, t)
+	}
+	if len(want) > 0 {
+		missing := make([]string, 0, len(want))
+		for s := range want {
+			missing = append(missing, s)
+		}
+		sort.Strings(missing)
+		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No active tenant(s): %v.", missing)
+	}
+	return out, nil
+}
+
+// InCanary reports whether a tenant falls in a canary of pct percent. The
+// choice hashes the immutable id, so it is the same on every run and a
+// larger percentage contains every smaller one.
+func InCanary(id silo.TenantID, pct int) bool {
+	h := sha256.Sum256([]byte(id))
+	return int(binary.BigEndian.Uint16(h[:2])%100) < pct
+}
+
+// Migrate brings the selected tenants to opts.Target.
+func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
+	start := time.Now()
+	m := f.files.Migrator()
+	target := opts.Target
+	if target == 0 {
+		target = m.Latest()
+	}
+	ts, err := f.Select(ctx, opts.Tenants, opts.CanaryPct)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Total: len(ts)}
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 4
+	}
+	prog := opts.Progress
+	if prog == nil {
+		prog = nopProgress{}
+	}
+	prog.Start(len(ts))
+	defer prog.Finish()
+
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Concurrency)
+	errStop := errors.New("stopped at first failure")
+	for _, t := range ts {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				return nil // admitted just as the run stopped: leave it for a rerun
+			}
+			run, err := f.migrateOne(gctx, t, target, opts.BusyTimeout)
+			if err != nil && gctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return nil // interrupted, and rolled back: not a failure of the tenant
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				res.Failed = append(res.Failed, Failure{Slug: t.Slug, Err: err})
+			case run.From == run.To:
+				res.Current++
+			default:
+				res.Migrated++
+			}
+			prog.Step(t.Slug, err)
+			if err != nil && !opts.ContinueOnError {
+				return errStop
+			}
+			return nil
+		})
+	}
+	gerr := g.Wait()
+	res.Elapsed = time.Since(start)
+	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Slug < res.Failed[j].Slug })
+	if gerr != nil || ctx.Err() != nil || res.Migrated+res.Current+len(res.Failed) < res.Total {
+		res.Stopped = true
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	return res, nil
+}
+
+// migrateOne migrates one tenant file in one transaction and records the
+// run in the ledger. A tenant already at the target costs one header read.
+func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, busy time.Duration) (silo.MigrationRun, error) {
+	run := silo.MigrationRun{Tenant: t.ID, Target: target, StartedAt: time.Now()}
+	path, err := f.files.Path(t.ID)
+	if err != nil {
+		return run, err
+	}
+	if _, err := os.Stat(path); err != nil {
+		run.Err = fmt.Errorf("tenant file: %w", err)
+	} else {
+		run.From, run.To, run.Err = f.migrateFile(ctx, path, target, busy)
+	}
+	run.FinishedAt = time.Now()
+	if run.Err == nil && run.From == run.To && t.SchemaVersion == run.To {
+		return run, nil // nothing happened; keep the ledger for real work
+	}
+	if errors.Is(run.Err, context.Canceled) && ctx.Err() != nil {
+		return run, run.Err // the run was stopped; the tenant did not fail
+	}
+	// The ledger outlives a cancelled run: record with a context of its own.
+	if err := f.catalog.RecordMigration(context.WithoutCancel(ctx), run); err != nil {
+		return run, errors.Join(run.Err, fmt.Errorf("ledger: %w", err))
+	}
+	if run.Err != nil {
+		f.log.Warn("migration failed", "tenant", t.Slug, "from", run.From, "target", target, "err", run.Err)
+	}
+	return run, run.Err
+}
+
+func (f *Fleet) migrateFile(ctx context.Context, path string, target int64, busy time.Duration) (from, to int64, err error) {
+	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, BusyTimeout: busy})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	return f.files.Migrator().Migrate(ctx, db, target)
+}
+
+type nopProgress struct{}
+
+func (nopProgress) Start(int)          {}
+func (nopProgress) Step(string, error) {}
+func (nopProgress) Finish()            {}

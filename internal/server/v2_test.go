@@ -1,0 +1,61 @@
+package server_test
+
+import "testing"
+
+// TestArchiveAndDueAt covers the fields of the second tenant migration:
+// projects.archived (PATCH and ?archived=) and tasks.due_at.
+func TestArchiveAndDueAt(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	c := s.tenant("acme", s.signup("acme"))
+	a := c.do("POST", "/api/projects", map[string]string{"name": "A"})
+	b := c.do("POST", "/api/projects", map[string]string{"name": "B"})
+	if a.Body["archived"] != false {
+		t.Fatalf("new project archived: %s", a.Raw)
+	}
+	if r := c.do("PATCH", "/api/projects/"+a.str("id"), map[string]any{"archived": true}); r.Status != 200 || r.Body["archived"] != true || r.str("name") != "A" {
+		t.Fatalf("archive: %d %s", r.Status, r.Raw)
+	}
+	names := func(q string) []string {
+		r := c.do("GET", "/api/projects"+q, nil)
+		if r.Status != 200 {
+			t.Fatalf("list %s: %d %s", q, r.Status, r.Raw)
+		}
+		var out []string
+		for _, p := range r.Body["projects"].([]any) {
+			out = append(out, p.(map[string]any)["name"].(string))
+		}
+		return out
+	}
+	if got := names("?archived=true"); len(got) != 1 || got[0] != "A" {
+		t.Fatalf("archived=true: %v", got)
+	}
+	if got := names("?archived=false"); len(got) != 1 || got[0] != "B" {
+		t.Fatalf("archived=false: %v", got)
+	}
+	if got := names(""); len(got) != 2 {
+		t.Fatalf("no filter: %v", got)
+	}
+	if r := c.do("GET", "/api/projects?archived=maybe", nil); r.Status != 400 {
+		t.Fatalf("bad filter: %d", r.Status)
+	}
+
+	task := c.do("POST", "/api/projects/"+b.str("id")+"/tasks", map[string]any{"title": "ship", "due_at": "2027-01-02T03:04:05Z"})
+	if task.Status != 201 || task.Body["due_at"] != "2027-01-02T03:04:05.000Z" {
+		t.Fatalf("task with due_at: %d %s", task.Status, task.Raw)
+	}
+	id := task.str("id")
+	if r := c.do("PATCH", "/api/tasks/"+id, map[string]any{"done": true}); r.Body["due_at"] != "2027-01-02T03:04:05.000Z" {
+		t.Fatalf("due_at changed by an unrelated patch: %s", r.Raw)
+	}
+	if r := c.do("PATCH", "/api/tasks/"+id, map[string]any{"due_at": "2028-06-01T00:00:00+02:00"}); r.Body["due_at"] != "2028-05-31T22:00:00.000Z" {
+		t.Fatalf("set due_at: %s", r.Raw)
+	}
+	if r := c.do("PATCH", "/api/tasks/"+id, []byte(`{"due_at":null}`)); r.Status != 200 || r.Body["due_at"] != nil {
+		t.Fatalf("clear due_at: %s", r.Raw)
+	}
+	for _, bad := range []string{`{"due_at":"tomorrow"}`, `{"due_at":12}`, `{"due_at":"0001-01-01T00:00:00Z"}`} {
+		if r := c.do("PATCH", "/api/tasks/"+id, []byte(bad)); r.Status != 400 || r.code() != "invalid_json" {
+			t.Fatalf("%s: %d %s", bad, r.Status, r.Raw)
+		}
+	}
+}
