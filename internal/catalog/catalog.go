@@ -17,9 +17,15 @@ import (
 )
 
 // Catalog is the tenant registry.
+//
+// It keeps two pools on the file: readers, and a single writer connection.
+// With one writer, concurrent writes queue in Go instead of in SQLite's busy
+// handler, whose sleeps (up to 100 ms each) ruin signup latency under load.
 type Catalog struct {
-	db  *sql.DB
+	db  *sql.DB // readers
 	q   *catalogsql.Queries
+	wdb *sql.DB // the one writer
+	wq  *catalogsql.Queries
 	now func() time.Time
 }
 
@@ -45,11 +51,18 @@ func Open(ctx context.Context, path string, o sqlite.Options) (*Catalog, error) 
 		db.Close()
 		return nil, fmt.Errorf("catalog: migrate: %w", err)
 	}
-	return &Catalog{db: db, q: catalogsql.New(db), now: time.Now}, nil
+	wo := o
+	wo.MaxConns = 1
+	wdb, err := sqlite.Open(path, wo)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Catalog{db: db, q: catalogsql.New(db), wdb: wdb, wq: catalogsql.New(wdb), now: time.Now}, nil
 }
 
 // Close closes the catalog.
-func (c *Catalog) Close() error { return c.db.Close() }
+func (c *Catalog) Close() error { return errors.Join(c.wdb.Close(), c.db.Close()) }
 
 // DB exposes the handle for ledgers kept beside the registry.
 func (c *Catalog) DB() *sql.DB { return c.db }
@@ -59,12 +72,12 @@ func (c *Catalog) DB() *sql.DB { return c.db }
 func (c *Catalog) CreateTenant(ctx context.Context, t *silo.Tenant, tokenName string, tokenHash []byte) error {
 	now := c.now()
 	t.CreatedAt, t.UpdatedAt = now, now
-	tx, err := c.db.BeginTx(ctx, nil)
+	tx, err := c.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	q := c.q.WithTx(tx)
+	q := c.wq.WithTx(tx)
 	_, err = q.CreateTenant(ctx, catalogsql.CreateTenantParams{
 		ID: string(t.ID), Slug: t.Slug, Name: t.Name, Strategy: string(t.Strategy),
 		Status: t.Status, SchemaVersion: t.SchemaVersion,
@@ -146,21 +159,21 @@ func (c *Catalog) TenantIDs(ctx context.Context) (map[silo.TenantID]bool, error)
 
 // SetStatus changes a tenant's status.
 func (c *Catalog) SetStatus(ctx context.Context, id silo.TenantID, status string) error {
-	return c.q.SetTenantStatus(ctx, catalogsql.SetTenantStatusParams{
+	return c.wq.SetTenantStatus(ctx, catalogsql.SetTenantStatusParams{
 		Status: status, UpdatedAt: c.now().UnixMilli(), ID: string(id),
 	})
 }
 
 // SetSchemaVersion mirrors a tenant file's migration version.
 func (c *Catalog) SetSchemaVersion(ctx context.Context, id silo.TenantID, v int64) error {
-	return c.q.SetTenantSchemaVersion(ctx, catalogsql.SetTenantSchemaVersionParams{
+	return c.wq.SetTenantSchemaVersion(ctx, catalogsql.SetTenantSchemaVersionParams{
 		SchemaVersion: v, UpdatedAt: c.now().UnixMilli(), ID: string(id),
 	})
 }
 
 // DeleteTenant removes a tenant's row and, by cascade, its tokens.
 func (c *Catalog) DeleteTenant(ctx context.Context, id silo.TenantID) error {
-	return c.q.DeleteTenant(ctx, string(id))
+	return c.wq.DeleteTenant(ctx, string(id))
 }
 
 func fromRow(r catalogsql.Tenant) *silo.Tenant {

@@ -12,12 +12,12 @@ import (
 // RecordMigration writes one run to the ledger and, if it succeeded,
 // mirrors the tenant's new schema version, in one transaction.
 func (c *Catalog) RecordMigration(ctx context.Context, r silo.MigrationRun) error {
-	tx, err := c.db.BeginTx(ctx, nil)
+	tx, err := c.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	q := c.q.WithTx(tx)
+	q := c.wq.WithTx(tx)
 	var msg sql.NullString
 	if r.Err != nil {
 		msg = sql.NullString{String: r.Err.Error(), Valid: true}

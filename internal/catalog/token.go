@@ -67,7 +67,7 @@ func (c *Catalog) Authenticate(ctx context.Context, id silo.TenantID, secret str
 // CreateToken adds a token to a tenant and returns its secret, shown once.
 func (c *Catalog) CreateToken(ctx context.Context, id silo.TenantID, name string) (string, *Token, error) {
 	secret, hash := NewToken()
-	row, err := c.q.CreateToken(ctx, catalogsql.CreateTokenParams{
+	row, err := c.wq.CreateToken(ctx, catalogsql.CreateTokenParams{
 		ID: newID(), TenantID: string(id), Name: name, Hash: hash, CreatedAt: c.now().UnixMilli(),
 	})
 	if err != nil {
@@ -92,7 +92,7 @@ func (c *Catalog) Tokens(ctx context.Context, id silo.TenantID) ([]*Token, error
 // RevokeToken revokes one token of a tenant; it stops working at once, since
 // every request checks the catalog.
 func (c *Catalog) RevokeToken(ctx context.Context, id silo.TenantID, tokenID string) error {
-	n, err := c.q.RevokeToken(ctx, catalogsql.RevokeTokenParams{
+	n, err := c.wq.RevokeToken(ctx, catalogsql.RevokeTokenParams{
 		RevokedAt: sqlNullInt(c.now().UnixMilli()), TenantID: string(id), ID: tokenID,
 	})
 	if err != nil {

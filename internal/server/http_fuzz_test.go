@@ -27,19 +27,15 @@ import (
 // fuzzTenant is one of the two tenants the HTTP fuzz target attacks: its
 // project and task carry a random secret that must reach nobody else.
 type fuzzTenant struct {
-	t       *silo.Tenant
-	token   string
-	secret  string
-	project *silo.Project
-	task    *silo.Task
+	slug, token, secret string
+	projectID, taskID   string
 }
 
 // fuzzApp is a server wired as cmd/silo's serve wires it, over real files
-// in a temp dir.
+// in a temp dir. Its fixtures are made through the API itself, so that the
+// test depends on the services only through server.Deps.
 type fuzzApp struct {
 	handler  http.Handler
-	projects *tenantdb.ProjectService
-	tasks    *tenantdb.TaskService
 	operator string
 	tenants  map[string]*fuzzTenant // by slug
 	logs     *lockedBuffer
@@ -92,11 +88,6 @@ func mustOpenFuzzApp(f *testing.F) *fuzzApp {
 		Cache:         tenantdb.CacheConfig{Capacity: 100},
 		MigrateOnOpen: true,
 		Logger:        log,
-		OnMigrate: func(ctx context.Context, m tenantdb.MigrationRecord) {
-			if m.Err == nil {
-				_ = cat.SetSchemaVersion(ctx, m.Tenant, m.To)
-			}
-		},
 	})
 	if err != nil {
 		cat.Close()
@@ -108,85 +99,89 @@ func mustOpenFuzzApp(f *testing.F) *fuzzApp {
 		}
 		cat.Close()
 	})
-	svc := tenants.New(cat, store, silo.StrategyDatabase, log)
-	a := &fuzzApp{
-		projects: tenantdb.NewProjectService(store),
-		tasks:    tenantdb.NewTaskService(store),
-		operator: randomHex(f),
-		tenants:  map[string]*fuzzTenant{},
-		logs:     logs,
-	}
+	a := &fuzzApp{operator: randomHex(f), tenants: map[string]*fuzzTenant{}, logs: logs}
 	a.handler = server.New(server.Config{BaseDomain: "localhost", OperatorToken: a.operator}, server.Deps{
 		Directory:  cat,
-		Admin:      svc,
-		Projects:   a.projects,
-		Tasks:      a.tasks,
+		Admin:      tenants.New(cat, store, silo.StrategyDatabase, log),
+		Projects:   tenantdb.NewProjectService(store),
+		Tasks:      tenantdb.NewTaskService(store),
 		CacheStats: store.Cache().Stats,
 		Logger:     log,
 	})
 	for _, slug := range []string{"alpha", "bravo"} {
-		t, token, err := svc.Create(ctx, tenants.NewTenant{Slug: slug, Name: "Tenant " + slug})
-		if err != nil {
-			f.Fatal(err)
-		}
-		a.tenants[slug] = &fuzzTenant{t: t, token: token, secret: randomHex(f)}
+		var out struct{ Token string }
+		a.mustDo(f, "POST", "localhost", "/api/tenants", `{"slug":"`+slug+`","name":"Tenant `+slug+`"}`, "", http.StatusCreated, &out)
+		a.tenants[slug] = &fuzzTenant{slug: slug, token: out.Token, secret: randomHex(f)}
 	}
-	if err := a.ensureFixtures(); err != nil {
-		f.Fatal(err)
-	}
+	a.ensureFixtures(f)
 	return a
 }
 
-// ensureFixtures puts back each tenant's secret project and task if a
-// fuzzed request (legitimately, with the owner's token) deleted or renamed
-// them, so that the leak checks never become vacuous.
-func (a *fuzzApp) ensureFixtures() error {
-	for _, ft := range a.tenants {
-		ctx := silo.NewContextWithTenant(context.Background(), ft.t)
-		name := "project " + ft.secret
-		title := "task " + ft.secret
-		if ft.project != nil {
-			p, err := a.projects.Project(ctx, ft.project.ID)
-			switch {
-			case silo.ErrorCode(err) == silo.ENOTFOUND:
-				ft.project, ft.task = nil, nil
-			case err != nil:
-				return err
-			case p.Name != name:
-				if _, err := a.projects.UpdateProject(ctx, p.ID, silo.ProjectUpdate{Name: &name}); err != nil {
-					return err
-				}
-			}
-		}
-		if ft.project == nil {
-			p, err := a.projects.CreateProject(ctx, name)
-			if err != nil {
-				return err
-			}
-			ft.project = p
-		}
-		if ft.task != nil {
-			tk, err := a.tasks.Task(ctx, ft.task.ID)
-			switch {
-			case silo.ErrorCode(err) == silo.ENOTFOUND:
-				ft.task = nil
-			case err != nil:
-				return err
-			case tk.Title != title:
-				if _, err := a.tasks.UpdateTask(ctx, tk.ID, silo.TaskUpdate{Title: &title}); err != nil {
-					return err
-				}
-			}
-		}
-		if ft.task == nil {
-			tk, err := a.tasks.CreateTask(ctx, ft.project.ID, title, false)
-			if err != nil {
-				return err
-			}
-			ft.task = tk
+// mustDo runs one fixture request and decodes its answer into out.
+func (a *fuzzApp) mustDo(tb testing.TB, method, host, path, body, token string, want int, out any) int {
+	tb.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Host = host
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	a.handler.ServeHTTP(rec, r)
+	if want != 0 && rec.Code != want {
+		tb.Fatalf("fixture %s %s on %s: %d %s, want %d", method, path, host, rec.Code, rec.Body, want)
+	}
+	if out != nil && rec.Code < 300 {
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			tb.Fatalf("fixture %s %s: %v", method, path, err)
 		}
 	}
-	return nil
+	return rec.Code
+}
+
+// ensureFixtures puts back each tenant's secret project and task if a
+// fuzzed request (legitimately, with the owner's token) deleted or changed
+// them, so that the leak checks never become vacuous.
+func (a *fuzzApp) ensureFixtures(tb testing.TB) {
+	tb.Helper()
+	for _, ft := range a.tenants {
+		host := ft.slug + ".localhost"
+		name := "project " + ft.secret
+		title := "task " + ft.secret
+		var p struct{ ID, Name string }
+		if ft.projectID != "" {
+			switch a.mustDo(tb, "GET", host, "/api/projects/"+ft.projectID, "", ft.token, 0, &p) {
+			case http.StatusOK:
+				if p.Name != name {
+					a.mustDo(tb, "PATCH", host, "/api/projects/"+ft.projectID, `{"name":"`+name+`"}`, ft.token, http.StatusOK, nil)
+				}
+			case http.StatusNotFound:
+				ft.projectID, ft.taskID = "", ""
+			default:
+				tb.Fatalf("fixture: project of %s unreadable", ft.slug)
+			}
+		}
+		if ft.projectID == "" {
+			a.mustDo(tb, "POST", host, "/api/projects", `{"name":"`+name+`"}`, ft.token, http.StatusCreated, &p)
+			ft.projectID = p.ID
+		}
+		var tk struct{ ID, Title string }
+		if ft.taskID != "" {
+			switch a.mustDo(tb, "GET", host, "/api/tasks/"+ft.taskID, "", ft.token, 0, &tk) {
+			case http.StatusOK:
+				if tk.Title != title {
+					a.mustDo(tb, "PATCH", host, "/api/tasks/"+ft.taskID, `{"title":"`+title+`"}`, ft.token, http.StatusOK, nil)
+				}
+			case http.StatusNotFound:
+				ft.taskID = ""
+			default:
+				tb.Fatalf("fixture: task of %s unreadable", ft.slug)
+			}
+		}
+		if ft.taskID == "" {
+			a.mustDo(tb, "POST", host, "/api/projects/"+ft.projectID+"/tasks", `{"title":"`+title+`"}`, ft.token, http.StatusCreated, &tk)
+			ft.taskID = tk.ID
+		}
+	}
 }
 
 // FuzzRequest drives the whole HTTP handler over real tenant files.
@@ -244,6 +239,13 @@ func FuzzRequest(f *testing.F) {
 		{"POST", "localhost", "/api/tenants", strings.Repeat("[", 10000), 0},
 		{"POST", "alpha.localhost", "/api/projects", "{\"name\":\"\xff\"}", 1},
 		{"POST", "alpha.localhost", "/api/projects", `{"name":"a","name":"b"}`, 1},
+		{"POST", "alpha.localhost", "/api/projects/{pa}/tasks", `{"title":"t","due_at":"9999-12-31T23:59:59-23:59"}`, 1},
+		{"POST", "alpha.localhost", "/api/projects/{pa}/tasks", `{"title":"t","due_at":"1970-01-01T00:00:00+23:59"}`, 1},
+		{"PATCH", "alpha.localhost", "/api/tasks/{ta}", `{"due_at":null,"done":true}`, 1},
+		{"PATCH", "alpha.localhost", "/api/tasks/{ta}", `{"due_at":12}`, 1},
+		{"PATCH", "alpha.localhost", "/api/projects/{pa}", `{"archived":true}`, 1},
+		{"GET", "alpha.localhost", "/api/projects?archived=true", "", 1},
+		{"GET", "alpha.localhost", "/api/projects?archived=%00", "", 1},
 		{"PUT", "alpha.localhost", "/api/projects", "", 1},
 		{"HEAD", "alpha.localhost", "/api/projects", "", 1},
 		{"GET", "alpha.localhost", "/api/projects", "", 4},
@@ -290,9 +292,7 @@ func FuzzRequest(f *testing.F) {
 		}
 		a.checkIsolation(t, rec.req, auth, status, out)
 		if status >= 200 && status <= 299 && method != "GET" {
-			if err := a.ensureFixtures(); err != nil {
-				t.Fatal(err)
-			}
+			a.ensureFixtures(t)
 		}
 	})
 }
@@ -310,8 +310,8 @@ func (a *fuzzApp) serve(tb testing.TB, method, host, path, body string, auth uin
 		return nil
 	}
 	path = strings.NewReplacer(
-		"{pa}", a.tenants["alpha"].project.ID, "{pb}", a.tenants["bravo"].project.ID,
-		"{ta}", a.tenants["alpha"].task.ID, "{tb}", a.tenants["bravo"].task.ID,
+		"{pa}", a.tenants["alpha"].projectID, "{pb}", a.tenants["bravo"].projectID,
+		"{ta}", a.tenants["alpha"].taskID, "{tb}", a.tenants["bravo"].taskID,
 	).Replace(path)
 	var authz string
 	switch auth % 5 {

@@ -13,13 +13,16 @@ import (
 )
 
 // The request bodies the handlers decode, restated: the handlers declare
-// them inline.
+// them inline. The due_at field of the task bodies is left out: its type is
+// unexported and has no MarshalJSON, so it cannot round-trip here;
+// FuzzRequest reaches it through the handlers.
 type (
 	createProjectReq struct {
 		Name string `json:"name"`
 	}
 	updateProjectReq struct {
-		Name *string `json:"name"`
+		Name     *string `json:"name"`
+		Archived *bool   `json:"archived"`
 	}
 	createTaskReq struct {
 		Title string `json:"title"`

@@ -17,15 +17,29 @@ import (
 // subdomain label that is not a valid slug, is not found: it never reaches
 // the catalog, let alone the disk.
 func ResolveHost(host, baseDomain string) (slug string, isBase bool, err error) {
+	// Only ASCII is folded: Unicode case folding maps look-alikes such as
+	// the Kelvin sign onto ASCII letters, and a tenant must be named by its
+	// own bytes.
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
+		}
+	}
+	bracketed := strings.HasPrefix(host, "[")
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
+	} else if bracketed {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	baseDomain = strings.ToLower(baseDomain)
-	switch {
-	case host == baseDomain:
+	if net.ParseIP(host) != nil {
 		return "", true, nil
-	case net.ParseIP(strings.Trim(host, "[]")) != nil:
+	}
+	if bracketed { // only IPv6 literals may be bracketed
+		return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
+	}
+	host = strings.TrimSuffix(asciiLower(host), ".")
+	baseDomain = asciiLower(baseDomain)
+	if host == baseDomain {
 		return "", true, nil
 	}
 	label, ok := strings.CutSuffix(host, "."+baseDomain)
@@ -47,7 +61,7 @@ func withSlug(ctx context.Context, slug string) context.Context {
 // slugFromPath takes the slug from /t/{slug}/. Case is folded as for hosts.
 func slugFromPath(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		slug := strings.ToLower(chi.URLParam(r, "slug"))
+		slug := asciiLower(chi.URLParam(r, "slug"))
 		next.ServeHTTP(w, r.WithContext(withSlug(r.Context(), slug)))
 	})
 }
@@ -94,4 +108,19 @@ func bearer(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(tok), true
+}
+
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }

@@ -15,6 +15,12 @@ import (
 type template struct {
 	version int64
 	data    []byte
+	// syncDir makes the new file's directory entry durable before the
+	// catalog row that names it (durability full). Under durability normal
+	// the catalog's own commit is not fsynced either, so a power loss can
+	// lose a recent signup whole; the data itself is always synced, so a
+	// copy is never torn.
+	syncDir bool
 }
 
 // loadTemplate returns the template for the migrator's latest version,
@@ -26,7 +32,7 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 	}
 	path := filepath.Join(dir, fmt.Sprintf("tenant-v%04d.db", m.Latest()))
 	if data, err := os.ReadFile(path); err == nil {
-		return &template{version: m.Latest(), data: data}, nil
+		return &template{version: m.Latest(), data: data, syncDir: o.Durability == sqlite.DurabilityFull}, nil
 	}
 	tmp, err := os.CreateTemp(dir, ".build-*.db")
 	if err != nil {
@@ -54,7 +60,7 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 	if err != nil {
 		return nil, err
 	}
-	t := &template{version: m.Latest(), data: data}
+	t := &template{version: m.Latest(), data: data, syncDir: o.Durability == sqlite.DurabilityFull}
 	if err := t.copyTo(path); err != nil {
 		return nil, err
 	}
@@ -95,7 +101,10 @@ func (t *template) copyTo(path string) error {
 	}
 	ok = true
 	os.Remove(tmp)
-	return syncDir(dir)
+	if t.syncDir {
+		return syncDir(dir)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
