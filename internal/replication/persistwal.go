@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"modernc.org/sqlite"
 )
@@ -30,17 +31,23 @@ import (
 // it and keeps appending, and Litestream finds its last frame and resumes.
 //
 // Do not set journal_size_limit on replicated files: with PERSIST_WAL SQLite
-// then truncates the WAL to that size on the last close, which again loses
-// Litestream's position.
+// truncates the WAL to that size when a connection with the limit closes
+// last, which again loses Litestream's position.
 var persistWAL = struct {
 	once  sync.Once
 	mu    sync.RWMutex
 	paths map[string]int // absolute path -> number of registrations
 }{paths: map[string]int{}}
 
+// persistWALDisabled turns the hook off; tests use it to show what it prevents.
+var persistWALDisabled atomic.Bool
+
 func installPersistWALHook() {
 	persistWAL.once.Do(func() {
 		sqlite.RegisterConnectionHook(func(conn sqlite.ExecQuerierContext, dsn string) error {
+			if persistWALDisabled.Load() {
+				return nil
+			}
 			path := dsnPath(dsn)
 			if path == "" || !persistWALWanted(path) {
 				return nil
