@@ -14,6 +14,7 @@ const usage = `Silo: one binary, one SQLite file per tenant.
 Usage:
   silo serve    [flags]               run the HTTP API
   silo tenants  create SLUG [--name N] | list | delete SLUG
+  silo tokens   list SLUG | create SLUG [--name N] | revoke SLUG TOKEN_ID
   silo migrate  [--concurrency N] [--tenants a,b | --canary PCT] [--continue-on-error]
   silo migrate  status | verify | down --to N [--tenants a,b]
   silo version
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, e, rest)
 	case "tenants":
 		return runTenants(ctx, e, rest)
+	case "tokens":
+		return runTokens(ctx, e, rest)
 	case "migrate":
 		return runMigrate(ctx, e, rest)
 	case "version":

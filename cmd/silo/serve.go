@@ -13,8 +13,35 @@ import (
 	"github.com/silohq/silo/internal/tenantdb"
 )
 
+// serveLimits are serve's bounds against slow clients and floods. They
+// live here rather than in Config because only serve uses them.
+type serveLimits struct {
+	ReadHeaderTimeout time.Duration
+	SignupRate        int
+	TenantRate        int
+	TenantMaxInflight int
+}
+
+func (l *serveLimits) flags(fs *flag.FlagSet) {
+	fs.DurationVar(&l.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "close a connection whose request headers take longer than this (slow clients)")
+	fs.IntVar(&l.SignupRate, "signup-rate", 30, "signups per minute per client IP (the TCP peer; X-Forwarded-For is not trusted); 0: no limit")
+	fs.IntVar(&l.TenantRate, "tenant-rate", 0, "requests per second per tenant; 0: no limit")
+	fs.IntVar(&l.TenantMaxInflight, "tenant-max-inflight", 64, "concurrent requests per tenant; more get 429 rate_limited; 0: no bound")
+}
+
+func (l *serveLimits) check() error {
+	switch {
+	case l.ReadHeaderTimeout <= 0:
+		return &usageError{"--read-header-timeout must be positive"}
+	case l.SignupRate < 0, l.TenantRate < 0, l.TenantMaxInflight < 0:
+		return &usageError{"--signup-rate, --tenant-rate and --tenant-max-inflight must not be negative"}
+	}
+	return nil
+}
+
 func runServe(ctx context.Context, e env, args []string) error {
 	var c Config
+	var lim serveLimits
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	c.dataFlags(fs)
 	c.storeFlags(fs)
@@ -22,7 +49,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&c.BaseDomain, "base-domain", "localhost", "tenants are served at <slug>.<base-domain>")
 	fs.StringVar(&c.OperatorToken, "operator-token", "", "bearer token of the operator API (/api/operator/...); unset turns it off")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGINT/SIGTERM waits for in-flight requests")
+	lim.flags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
+		return err
+	}
+	if err := lim.check(); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -47,7 +78,13 @@ func runServe(ctx context.Context, e env, args []string) error {
 		log.Error("startup sweep", "err", err)
 	}
 
-	handler := server.New(server.Config{BaseDomain: c.BaseDomain, OperatorToken: c.OperatorToken}, server.Deps{
+	handler := server.New(server.Config{
+		BaseDomain:        c.BaseDomain,
+		OperatorToken:     c.OperatorToken,
+		SignupRate:        lim.SignupRate,
+		TenantRate:        lim.TenantRate,
+		TenantMaxInflight: lim.TenantMaxInflight,
+	}, server.Deps{
 		Directory:  a.catalog,
 		Admin:      a.tenants,
 		Projects:   tenantdb.NewProjectService(a.store),
@@ -61,8 +98,14 @@ func runServe(ctx context.Context, e env, args []string) error {
 	}
 	srv := &http.Server{
 		Handler: handler,
-		// Bounds that keep slow or idle clients from holding connections.
-		ReadHeaderTimeout: 5 * time.Second,
+		// Bounds that keep slow or idle clients from holding connections:
+		// headers must arrive within ReadHeaderTimeout (slow loris), a
+		// whole request, body included (at most 1 MiB), within
+		// ReadTimeout, and the answer must be written within WriteTimeout,
+		// which also caps a handler stuck behind a busy tenant file.
+		// Idle keep-alive connections close after IdleTimeout. Headers are
+		// capped at 64 KiB (net/http's default is 1 MiB).
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -1,38 +1,69 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
 	"flag"
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenants"
 )
 
 func runTenants(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 {
-		return &usageError{"tenants: want create, list or delete"}
+		return &usageError{"tenants: want create, list, delete or move"}
 	}
 	sub, args := args[0], args[1:]
 	var c Config
-	var name string
+	var name, strategy, to, serverURL string
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	c.dataFlags(fs)
 	c.storeFlags(fs)
-	if sub == "create" {
+	switch sub {
+	case "create":
 		fs.StringVar(&name, "name", "", "display name (default: the slug)")
+		fs.StringVar(&strategy, "strategy", "", "placement: database or shared (default: --default-strategy)")
+	case "move":
+		fs.StringVar(&to, "to", "", "target placement: database or shared")
+		fs.StringVar(&serverURL, "server", "", "base URL of the running silo serve to move through (its operator API)")
+		fs.StringVar(&c.OperatorToken, "operator-token", "", "the server's operator token (with --server)")
 	}
 	pos, err := interspersed(fs, args, e)
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"create": 1, "delete": 1, "list": 0}
+	want := map[string]int{"create": 1, "delete": 1, "list": 0, "move": 1}
 	n, ok := want[sub]
 	if !ok {
 		return &usageError{fmt.Sprintf("tenants: unknown subcommand %q", sub)}
 	}
 	if len(pos) != n {
 		return &usageError{fmt.Sprintf("tenants %s: want %d argument(s), got %d", sub, n, len(pos))}
+	}
+	if sub == "move" {
+		if !silo.Strategy(to).Valid() {
+			return &usageError{fmt.Sprintf("tenants move: --to must be one of %v", silo.Strategies)}
+		}
+		if serverURL != "" {
+			return moveThroughServer(ctx, e, serverURL, c.OperatorToken, pos[0], to)
+		}
+		// A move must be made by the process that serves the tenant: only
+		// it can hold the tenant's requests while the rows change place.
+		unlock, err := lockDataDir(c.Data)
+		if errors.Is(err, errServing) {
+			return fmt.Errorf("%w; move through it: silo tenants move %s --to %s --server http://HOST:PORT --operator-token TOKEN", err, pos[0], to)
+		} else if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	log, err := c.logger(e)
 	if err != nil {
@@ -46,23 +77,30 @@ func runTenants(ctx context.Context, e env, args []string) error {
 
 	switch sub {
 	case "create":
-		t, token, err := a.tenants.Create(ctx, tenants.NewTenant{Slug: pos[0], Name: name})
+		t, token, err := a.tenants.Create(ctx, tenants.NewTenant{Slug: pos[0], Name: name, Strategy: silo.Strategy(strategy)})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stderr, "created tenant %s (%s); its owner token, shown once:\n", t.Slug, t.ID)
 		fmt.Fprintln(e.stdout, token)
 	case "list":
-		ts, err := a.tenants.List(ctx)
+		ts, err := a.tenants.ListWithSizes(ctx)
 		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SLUG\tID\tNAME\tSTRATEGY\tSTATUS\tVERSION\tCREATED")
+		fmt.Fprintln(tw, "SLUG\tID\tNAME\tPLACEMENT\tSIZE\tSTATUS\tVERSION\tCREATED")
 		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Slug, t.ID, t.Name, t.Strategy, t.Status, t.SchemaVersion, t.CreatedAt.Format("2006-01-02T15:04:05Z"))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Slug, t.ID, t.Name, t.Strategy, humanBytes(t.Bytes), t.Status, t.SchemaVersion, t.CreatedAt.Format("2006-01-02T15:04:05Z"))
 		}
 		return tw.Flush()
+	case "move":
+		st, err := a.tenants.Move(ctx, pos[0], silo.Strategy(to))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "moved %s from %s to %s: %d projects, %d tasks, verified (sha256 %.12s), requests paused %s\n",
+			pos[0], st.From, st.To, st.Projects, st.Tasks, st.Hash, st.Pause.Round(time.Microsecond))
 	case "delete":
 		if err := a.tenants.Delete(ctx, pos[0]); err != nil {
 			return err
@@ -70,4 +108,38 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stderr, "deleted tenant %s\n", pos[0])
 	}
 	return nil
+}
+
+// moveThroughServer asks a running server to move a tenant, through its
+// operator API, and prints its answer.
+func moveThroughServer(ctx context.Context, e env, base, token, slug, to string) error {
+	body, _ := json.Marshal(map[string]string{"to": to})
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(base, "/")+"/api/operator/tenants/"+slug+"/move", bytes.NewReader(body))
+	if err != nil {
+		return &usageError{fmt.Sprintf("--server: %v", err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
+	}
+	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(raw))
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
 }

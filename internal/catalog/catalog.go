@@ -184,9 +184,32 @@ func fromRow(r catalogsql.Tenant) *silo.Tenant {
 		Strategy:      silo.Strategy(r.Strategy),
 		Status:        r.Status,
 		SchemaVersion: r.SchemaVersion,
+		MovingTo:      silo.Strategy(r.MovingTo.String),
 		CreatedAt:     time.UnixMilli(r.CreatedAt).UTC(),
 		UpdatedAt:     time.UnixMilli(r.UpdatedAt).UTC(),
 	}
 }
 
 func sqlNullInt(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: true} }
+
+// SetMovingTo journals the start of a move (to a placement) or its end ("").
+func (c *Catalog) SetMovingTo(ctx context.Context, id silo.TenantID, to silo.Strategy) error {
+	return c.wq.SetTenantMovingTo(ctx, catalogsql.SetTenantMovingToParams{
+		MovingTo: sql.NullString{String: string(to), Valid: to != ""}, UpdatedAt: c.now().UnixMilli(), ID: string(id),
+	})
+}
+
+// FlipStrategy is the commit point of a move: in one statement the tenant's
+// placement changes from from to to and the journal is cleared.
+func (c *Catalog) FlipStrategy(ctx context.Context, id silo.TenantID, from, to silo.Strategy) error {
+	n, err := c.wq.FlipTenantStrategy(ctx, catalogsql.FlipTenantStrategyParams{
+		Strategy: string(to), UpdatedAt: c.now().UnixMilli(), ID: string(id), FromStrategy: string(from),
+	})
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("catalog: tenant %s is no longer %s", id, from)
+	}
+	return nil
+}

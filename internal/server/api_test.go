@@ -7,15 +7,23 @@ import (
 	"testing"
 )
 
+// TestAPIScenario runs the same API scenario for each placement: the
+// answers, codes and JSON must be identical.
 func TestAPIScenario(t *testing.T) {
+	for _, p := range []string{"database", "shared"} {
+		t.Run(p, func(t *testing.T) { testAPIScenario(t, p) })
+	}
+}
+
+func testAPIScenario(t *testing.T, placement string) {
 	s := newStack(t, stackOpts{})
-	acme := s.tenant("acme", s.signup("acme"))
-	globex := s.tenant("globex", s.signup("globex"))
+	acme := s.tenant("acme", s.signupAs("acme", placement))
+	globex := s.tenant("globex", s.signupAs("globex", placement))
 
 	// Signup answers the documented shape.
-	r := s.do("POST", "localhost", "/api/tenants", "", map[string]string{"slug": "initech", "name": "Initech"})
+	r := s.do("POST", "localhost", "/api/tenants", "", map[string]string{"slug": "initech", "name": "Initech", "strategy": placement})
 	ten, _ := r.Body["tenant"].(map[string]any)
-	if r.Status != 201 || ten["slug"] != "initech" || ten["name"] != "Initech" || ten["strategy"] != "database" ||
+	if r.Status != 201 || ten["slug"] != "initech" || ten["name"] != "Initech" || ten["strategy"] != placement ||
 		ten["id"] == "" || ten["created_at"] == nil || !strings.HasPrefix(r.str("token"), "silo_") {
 		t.Fatalf("signup: %d %s", r.Status, r.Raw)
 	}

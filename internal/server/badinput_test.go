@@ -79,6 +79,7 @@ func TestBadInput(t *testing.T) {
 		{"signup bad strategy", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"okay","strategy":"mongo"}`), 400, "invalid_strategy"},
 		{"signup on tenant host", "POST", "acme.localhost", "/api/tenants", true, []byte(`{"slug":"other"}`), 404, "not_found"},
 		{"operator api off", "GET", "localhost", "/api/operator/stats", false, nil, 404, "not_found"},
+		{"operator tenants off", "GET", "localhost", "/api/operator/tenants", true, nil, 404, "not_found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,11 +108,12 @@ func TestOperatorAPI(t *testing.T) {
 	s := newStack(t, stackOpts{operatorToken: "op-secret"})
 	tok := s.signup("acme")
 	s.tenant("acme", tok).do("GET", "/api/projects", nil)
-	if r := s.do("GET", "localhost", "/api/operator/stats", "", nil); r.Status != 401 {
-		t.Fatalf("no token: %d", r.Status)
-	}
-	if r := s.do("GET", "localhost", "/api/operator/stats", tok, nil); r.Status != 401 {
-		t.Fatalf("tenant token on operator API: %d", r.Status)
+	for _, path := range []string{"/api/operator/stats", "/api/operator/tenants"} {
+		for _, bad := range []string{"", tok, "op-secre", "op-secret2"} {
+			if r := s.do("GET", "localhost", path, bad, nil); r.Status != 401 || r.code() != "unauthorized" {
+				t.Fatalf("%s with token %q: %d %s", path, bad, r.Status, r.Raw)
+			}
+		}
 	}
 	r := s.do("GET", "localhost", "/api/operator/stats", "op-secret", nil)
 	cache, _ := r.Body["cache"].(map[string]any)

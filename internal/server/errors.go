@@ -28,9 +28,11 @@ var statuses = map[string]int{
 	silo.EUNAUTHORIZED:    http.StatusUnauthorized,
 	silo.EFORBIDDEN:       http.StatusForbidden,
 	silo.EMETHOD:          http.StatusMethodNotAllowed,
+	silo.ERATELIMITED:     http.StatusTooManyRequests,
 	silo.EUNAVAILABLE:     http.StatusServiceUnavailable,
 	silo.ETENANTMIGRATING: http.StatusServiceUnavailable,
 	silo.ETENANTBUSY:      http.StatusServiceUnavailable,
+	silo.ETENANTMOVING:    http.StatusServiceUnavailable,
 	silo.ESCHEMAAHEAD:     http.StatusServiceUnavailable,
 	silo.EINTERNAL:        http.StatusInternalServerError,
 }

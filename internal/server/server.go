@@ -20,10 +20,11 @@ type TenantDirectory interface {
 	Authenticate(ctx context.Context, id silo.TenantID, secret string) error
 }
 
-// TenantAdmin signs tenants up and lists them.
+// TenantAdmin signs tenants up, lists and moves them.
 type TenantAdmin interface {
 	Create(ctx context.Context, nt tenants.NewTenant) (*silo.Tenant, string, error)
-	List(ctx context.Context) ([]*silo.Tenant, error)
+	ListWithSizes(ctx context.Context) ([]tenants.Info, error)
+	Move(ctx context.Context, slug string, to silo.Strategy) (tenantdb.MoveStats, error)
 }
 
 // ProjectService is what the project handlers need.
@@ -48,6 +49,10 @@ type TaskService interface {
 type Config struct {
 	BaseDomain    string // tenants are <slug>.<BaseDomain>
 	OperatorToken string // "" turns the operator endpoints off
+
+	SignupRate        int // signups per minute per peer IP; 0: no limit
+	TenantRate        int // requests per second per tenant; 0: no limit
+	TenantMaxInflight int // concurrent requests per tenant; 0: no bound
 }
 
 // Deps are the services the server calls.
@@ -69,6 +74,8 @@ type Server struct {
 	log    *slog.Logger
 	base   chi.Router
 	tenant chi.Router
+
+	inflight inflight // per-tenant concurrency, see limits.go
 }
 
 // New returns the API's http.Handler.
@@ -76,7 +83,7 @@ func New(cfg Config, deps Deps) *Server {
 	if cfg.BaseDomain == "" {
 		cfg.BaseDomain = "localhost"
 	}
-	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger, inflight: inflight{max: cfg.TenantMaxInflight}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -108,11 +115,12 @@ func (s *Server) baseRouter() chi.Router {
 	r := chi.NewRouter()
 	s.common(r)
 	r.Get("/healthz", s.handleHealth)
-	r.Post("/api/tenants", s.handleSignup)
+	r.With(s.limitSignups()).Post("/api/tenants", s.handleSignup)
 	r.Route("/api/operator", func(r chi.Router) {
 		r.Use(s.requireOperator)
 		r.Get("/stats", s.handleStats)
 		r.Get("/tenants", s.handleOperatorTenants)
+		r.Post("/tenants/{slug}/move", s.handleMove)
 	})
 	// Clients without wildcard DNS reach a tenant by path prefix.
 	r.With(slugFromPath).Mount("/t/{slug}", s.tenant)
@@ -124,6 +132,7 @@ func (s *Server) tenantRouter() chi.Router {
 	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
 	r.MethodNotAllowed(s.errorHandler(silo.EMETHOD, "Method not allowed on this route."))
 	r.Use(middleware.RequestID, s.recoverer, s.resolveTenant, s.authenticate)
+	r.Use(s.limitTenantRate(), s.limitTenantInflight())
 	r.Route("/api/projects", func(r chi.Router) {
 		r.Get("/", s.handleListProjects)
 		r.Post("/", s.handleCreateProject)

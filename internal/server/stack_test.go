@@ -24,12 +24,15 @@ type stack struct {
 	URL     string
 	Store   *tenantdb.Store
 	Catalog *catalog.Catalog
+	Server  *server.Server
 	client  *http.Client
 }
 
 type stackOpts struct {
 	capacity      int
 	operatorToken string
+	// limits, as in server.Config (0: off)
+	signupRate, tenantRate, tenantMaxInflight int
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -52,7 +55,10 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		t.Fatal(err)
 	}
 	svc := tenants.New(cat, store, "", nil)
-	h := server.New(server.Config{BaseDomain: "localhost", OperatorToken: o.operatorToken}, server.Deps{
+	h := server.New(server.Config{
+		BaseDomain: "localhost", OperatorToken: o.operatorToken,
+		SignupRate: o.signupRate, TenantRate: o.tenantRate, TenantMaxInflight: o.tenantMaxInflight,
+	}, server.Deps{
 		Directory: cat, Admin: svc,
 		Projects:   tenantdb.NewProjectService(store),
 		Tasks:      tenantdb.NewTaskService(store),
@@ -66,12 +72,13 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		}
 		cat.Close()
 	})
-	return &stack{t: t, URL: ts.URL, Store: store, Catalog: cat, client: &http.Client{Timeout: 30 * time.Second}}
+	return &stack{t: t, URL: ts.URL, Store: store, Catalog: cat, Server: h, client: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // resp is a decoded response.
 type resp struct {
 	Status int
+	Header http.Header
 	Body   map[string]any
 	Raw    []byte
 }
@@ -113,7 +120,7 @@ func (s *stack) do(method, host, path, token string, body any) resp {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
-	r := resp{Status: res.StatusCode, Raw: raw}
+	r := resp{Status: res.StatusCode, Header: res.Header, Raw: raw}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
 			s.t.Fatalf("%s %s: non-JSON body %q", method, path, raw)
@@ -147,4 +154,21 @@ func (s *stack) tenant(slug, token string) *tenantClient { return &tenantClient{
 func (c *tenantClient) do(method, path string, body any) resp {
 	c.s.t.Helper()
 	return c.s.do(method, c.slug+".localhost", path, c.token, body)
+}
+
+// signupAs creates a tenant in the given placement ("" for the default).
+func (s *stack) signupAs(slug, strategy string) string {
+	s.t.Helper()
+	body := map[string]string{"slug": slug, "name": slug + " Inc"}
+	if strategy != "" {
+		body["strategy"] = strategy
+	}
+	r := s.do("POST", "localhost", "/api/tenants", "", body)
+	if r.Status != 201 {
+		s.t.Fatalf("signup %s (%s): %d %s", slug, strategy, r.Status, r.Raw)
+	}
+	if strategy != "" && r.Body["tenant"].(map[string]any)["strategy"] != strategy {
+		s.t.Fatalf("signup %s: placement %v, want %s", slug, r.Body["tenant"], strategy)
+	}
+	return r.str("token")
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenants"
 )
@@ -43,7 +45,7 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 
 // handleOperatorTenants serves GET /api/operator/tenants.
 func (s *Server) handleOperatorTenants(w http.ResponseWriter, r *http.Request) {
-	ts, err := s.deps.Admin.List(r.Context())
+	ts, err := s.deps.Admin.ListWithSizes(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -52,10 +54,11 @@ func (s *Server) handleOperatorTenants(w http.ResponseWriter, r *http.Request) {
 		tenantJSON
 		Status        string `json:"status"`
 		SchemaVersion int64  `json:"schema_version"`
+		SizeBytes     int64  `json:"size_bytes"`
 	}
 	out := make([]row, len(ts))
 	for i, t := range ts {
-		out[i] = row{toTenantJSON(t), t.Status, t.SchemaVersion}
+		out[i] = row{toTenantJSON(t.Tenant), t.Status, t.SchemaVersion, t.Bytes}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tenants": out})
 }
@@ -63,4 +66,29 @@ func (s *Server) handleOperatorTenants(w http.ResponseWriter, r *http.Request) {
 // handleStats serves GET /api/operator/stats.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"cache": s.deps.CacheStats()})
+}
+
+// handleMove serves POST /api/operator/tenants/{slug}/move {"to"}: an
+// online move between placements. It answers once the move is committed.
+func (s *Server) handleMove(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		To silo.Strategy `json:"to"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !req.To.Valid() {
+		s.writeError(w, r, silo.Errorf(silo.EINVALIDSTRATEGY, "to must be one of %v.", silo.Strategies))
+		return
+	}
+	st, err := s.deps.Admin.Move(r.Context(), chi.URLParam(r, "slug"), req.To)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"move": map[string]any{
+		"from": st.From, "to": st.To, "projects": st.Projects, "tasks": st.Tasks,
+		"content_hash": st.Hash, "pause_ms": float64(st.Pause.Microseconds()) / 1000,
+	}})
 }

@@ -31,7 +31,9 @@ const (
 	EUNAVAILABLE     = "unavailable"
 	ETENANTMIGRATING = "tenant_migrating"
 	ETENANTBUSY      = "tenant_busy"
+	ETENANTMOVING    = "tenant_moving"
 	ESCHEMAAHEAD     = "tenant_schema_ahead"
+	ERATELIMITED     = "rate_limited"
 )
 
 // Error is the application's error: a code for machines and a message for

@@ -13,14 +13,23 @@ type TenantID string
 // Strategy is where a tenant's rows live (its placement).
 type Strategy string
 
-// Placements. Only StrategyDatabase exists so far; the others are planned.
+// Placements.
 const (
 	StrategyDatabase Strategy = "database" // one SQLite file per tenant
+	StrategyShared   Strategy = "shared"   // rows in data/shared.db, keyed by tenant_id
 )
+
+// Strategies lists the placements this build can serve.
+var Strategies = []Strategy{StrategyDatabase, StrategyShared}
 
 // Valid reports whether s is a placement this build can serve.
 func (s Strategy) Valid() bool {
-	return s == StrategyDatabase
+	for _, v := range Strategies {
+		if s == v {
+			return true
+		}
+	}
+	return false
 }
 
 // Tenant statuses. Only an active tenant is ever served.
@@ -37,6 +46,7 @@ type Tenant struct {
 	Strategy      Strategy
 	Status        string
 	SchemaVersion int64
+	MovingTo      Strategy // set while a move is under way (the move's journal)
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }

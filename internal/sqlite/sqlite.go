@@ -44,6 +44,9 @@ type Options struct {
 	// BusyTimeout is how long a statement waits for another connection's
 	// lock before failing with SQLITE_BUSY; 0 means 5 s.
 	BusyTimeout time.Duration
+	// MustExist opens read-write without creating: a file that is missing
+	// (deleted, or moved away) fails instead of appearing empty.
+	MustExist bool
 }
 
 // DSN returns the modernc DSN for path. Per-connection settings go in the DSN
@@ -69,6 +72,9 @@ func DSN(path string, o Options) string {
 	// Write transactions take the write lock at BEGIN, so two writers never
 	// deadlock upgrading a read lock; busy_timeout then queues them.
 	q.Set("_txlock", "immediate")
+	if o.MustExist {
+		q.Set("mode", "rw") // SQLite's own URI parameter
+	}
 	return "file:" + path + "?" + q.Encode()
 }
 

@@ -47,6 +47,7 @@ type Cache struct {
 	lru     list.List                       // of *entry, most recent at the front
 	closing map[silo.TenantID]chan struct{} // handles being closed in the background
 	holds   map[silo.TenantID]*hold
+	passes  map[silo.TenantID]int // borrowers of tenants with no file of their own (Enter)
 	shut    bool
 
 	closers  chan struct{} // semaphore bounding background closes
@@ -93,6 +94,7 @@ func NewCache(cfg CacheConfig, open OpenFunc, close CloseFunc) *Cache {
 		entries:  make(map[silo.TenantID]*entry),
 		closing:  make(map[silo.TenantID]chan struct{}),
 		holds:    make(map[silo.TenantID]*hold),
+		passes:   make(map[silo.TenantID]int),
 		closers:  make(chan struct{}, cfg.Closers),
 		stopIdle: make(chan struct{}),
 	}
@@ -200,6 +202,39 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 	return db, c.releaser(e), nil
 }
 
+// Enter admits a request for a tenant whose rows live in a shared file: it
+// opens nothing, but it waits out holds exactly as Acquire does and counts
+// the request, so that Hold can drain it. The caller must call leave once.
+func (c *Cache) Enter(ctx context.Context, id silo.TenantID) (leave func(), err error) {
+	for {
+		c.mu.Lock()
+		if c.shut {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		h := c.holds[id]
+		if h == nil {
+			c.passes[id]++
+			c.mu.Unlock()
+			break
+		}
+		c.mu.Unlock()
+		if err := c.waitHold(ctx, h); err != nil {
+			return nil, err
+		}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			if c.passes[id]--; c.passes[id] == 0 {
+				delete(c.passes, id)
+			}
+			c.mu.Unlock()
+		})
+	}, nil
+}
+
 func (c *Cache) releaser(e *entry) func() {
 	var once sync.Once
 	return func() { once.Do(func() { c.unref(e) }) }
@@ -303,6 +338,16 @@ func (c *Cache) Hold(ctx context.Context, id silo.TenantID, code string) (releas
 	for {
 		c.mu.Lock()
 		var wait chan struct{}
+		if c.passes[id] > 0 {
+			c.mu.Unlock()
+			select { // requests of a shared-file tenant still running: poll
+			case <-tick.C:
+				continue
+			case <-ctx.Done():
+				release()
+				return nil, ctx.Err()
+			}
+		}
 		if e := c.entries[id]; e != nil {
 			if e.refs == 0 && isReady(e) {
 				wait = c.removeLocked(e)

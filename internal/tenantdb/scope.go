@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -22,18 +23,54 @@ type scope struct {
 	q        *tenantsql.Queries
 }
 
-// withScope borrows the handle of the tenant in ctx for the length of fn.
+// withScope borrows the handle of the tenant in ctx for the length of fn:
+// its own file, or the shared file. This is the one path from a request to
+// tenant data, and the scope it hands out is bound to that tenant's id.
 func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
 	t := silo.TenantFromContext(ctx)
 	if t == nil {
 		return silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
 	}
-	db, release, err := s.cache.Acquire(ctx, t.ID)
+	db, release, err := s.borrow(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer release()
 	return sqlite.FormatError(fn(&scope{tenantID: string(t.ID), db: db, q: tenantsql.New(db)}))
+}
+
+// borrow admits a request to t's current placement. A move holds the
+// tenant and drains its requests before it changes the placement, so once
+// admitted the placement cannot change under the request; if it changed
+// while the request waited, the request goes to the new one.
+func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), error) {
+	for {
+		p := s.placement(t)
+		var db *sql.DB
+		var release func()
+		var err error
+		switch p {
+		case silo.StrategyDatabase:
+			db, release, err = s.cache.Acquire(ctx, t.ID)
+		case silo.StrategyShared:
+			db = s.shared
+			release, err = s.cache.Enter(ctx, t.ID)
+		default:
+			return nil, nil, fmt.Errorf("tenant %s: unknown placement %q", t.ID, p)
+		}
+		if s.placement(t) != p {
+			// A move changed the placement while this request waited for
+			// it: whatever the old placement answered is moot.
+			if err == nil {
+				release()
+			}
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return db, release, nil
+	}
 }
 
 // tx runs fn in a write transaction of the scope's file.

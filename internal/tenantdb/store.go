@@ -12,10 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
+	"github.com/silohq/silo/internal/tenantdb/tenantsql"
 	"github.com/silohq/silo/schema"
 )
 
@@ -29,7 +32,15 @@ type Config struct {
 	// OnMigrate, if set, is told of every migration run on open, for the
 	// catalog's ledger.
 	OnMigrate func(ctx context.Context, m silo.MigrationRun)
+	// MoveHook, if set, is called at each step of a move ("journaled",
+	// "copied", "verified", "committed"). Tests use it to inject failures;
+	// returning ErrSimulatedCrash stops the move as a crash would, without
+	// any rollback or cleanup.
+	MoveHook func(step string) error
 }
+
+// ErrSimulatedCrash, returned by a MoveHook, abandons a move where it is.
+var ErrSimulatedCrash = errors.New("simulated crash")
 
 // Store is the set of tenant files under one data directory.
 type Store struct {
@@ -38,7 +49,11 @@ type Store struct {
 	migrator *sqlite.Migrator
 	template *template
 	cache    *Cache
+	shared   *sql.DB // data/shared.db: the rows of every tenant placed "shared"
 	log      *slog.Logger
+
+	mu    sync.Mutex
+	moved map[silo.TenantID]silo.Strategy // placements changed by moves in this process
 }
 
 // Open prepares the tenants directory and the provisioning template.
@@ -58,12 +73,56 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.template, err = loadTemplate(ctx, filepath.Join(cfg.Dir, "templates"), m, cfg.SQLite); err != nil {
 		return nil, fmt.Errorf("tenantdb: template: %w", err)
 	}
+	if s.shared, err = s.openShared(ctx); err != nil {
+		return nil, fmt.Errorf("tenantdb: shared.db: %w", err)
+	}
+	s.moved = make(map[silo.TenantID]silo.Strategy)
 	s.cache = NewCache(cfg.Cache, s.openTenant, s.closeTenant)
 	return s, nil
 }
 
-// Close closes every open tenant file, waiting up to ctx for borrowers.
-func (s *Store) Close(ctx context.Context) error { return s.cache.Close(ctx) }
+// openShared opens data/shared.db, creating it and bringing it to this
+// binary's schema: one file, so it is migrated here rather than by the fleet.
+func (s *Store) openShared(ctx context.Context) (*sql.DB, error) {
+	o := s.cfg.SQLite
+	o.MaxConns = 8
+	db, err := sqlite.Open(filepath.Join(s.cfg.Dir, "shared.db"), o)
+	if err != nil {
+		return nil, err
+	}
+	if err := sqlite.SetWAL(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if _, _, err := s.migrator.Migrate(ctx, db, 0); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes every open tenant file, waiting up to ctx for borrowers,
+// then the shared file.
+func (s *Store) Close(ctx context.Context) error {
+	return errors.Join(s.cache.Close(ctx), s.shared.Close())
+}
+
+// placement is where t's rows are now: a move made in this process after
+// t was read from the catalog wins over t.Strategy.
+func (s *Store) placement(t *silo.Tenant) silo.Strategy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.moved[t.ID]; ok {
+		return p
+	}
+	return t.Strategy
+}
+
+func (s *Store) setPlacement(id silo.TenantID, p silo.Strategy) {
+	s.mu.Lock()
+	s.moved[id] = p
+	s.mu.Unlock()
+}
 
 // Cache exposes the handle cache, for stats and for holds.
 func (s *Store) Cache() *Cache { return s.cache }
@@ -96,8 +155,10 @@ func (s *Store) Provision(ctx context.Context, id silo.TenantID) error {
 	return s.template.copyTo(path)
 }
 
-// Remove closes tenant id's handle and deletes its file with its -wal and
-// -shm. Requests arriving meanwhile wait and then find no tenant.
+// Remove deletes every trace of tenant id's data, in whatever placement:
+// its file with -wal and -shm, and its rows in the shared file. It first
+// drains the tenant's requests and closes its handle; requests arriving
+// meanwhile wait and then find no tenant.
 func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
 	path, err := s.Path(id)
 	if err != nil {
@@ -108,7 +169,24 @@ func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
 		return err
 	}
 	defer release()
-	return removeFiles(path)
+	return errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
+}
+
+// deleteSharedRows removes tenant id's rows from the shared file.
+func (s *Store) deleteSharedRows(ctx context.Context, id silo.TenantID) error {
+	tx, err := s.shared.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	q := tenantsql.New(tx)
+	if err := q.DeleteTenantTasks(ctx, string(id)); err != nil {
+		return err
+	}
+	if err := q.DeleteTenantProjects(ctx, string(id)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func removeFiles(path string) error {
@@ -140,11 +218,16 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 	} else if err != nil {
 		return nil, err
 	}
-	db, err := sqlite.Open(path, s.cfg.SQLite)
+	o := s.cfg.SQLite
+	o.MustExist = true
+	db, err := sqlite.Open(path, o)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.gate(ctx, id, db); err != nil {
+		if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "unable to open database file") {
+			err = silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+		}
 		db.Close()
 		return nil, err
 	}

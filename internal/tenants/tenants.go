@@ -70,7 +70,7 @@ func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, strin
 		strategy = s.defaultStrategy
 	}
 	if !strategy.Valid() {
-		return nil, "", silo.Errorf(silo.EINVALIDSTRATEGY, "Unknown strategy %q; this server offers %q.", strategy, silo.StrategyDatabase)
+		return nil, "", silo.Errorf(silo.EINVALIDSTRATEGY, "Unknown strategy %q; this server offers %q.", strategy, silo.Strategies)
 	}
 	// A cheap early answer for a taken slug; the unique index decides races.
 	if _, err := s.catalog.TenantBySlugAnyStatus(ctx, nt.Slug); err == nil {
@@ -86,8 +86,11 @@ func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, strin
 		Status:        silo.TenantActive,
 		SchemaVersion: s.store.Migrator().Latest(),
 	}
-	if err := s.store.Provision(ctx, t.ID); err != nil {
-		return nil, "", fmt.Errorf("provision: %w", err)
+	// A shared tenant needs nothing provisioned: its rows will carry its id.
+	if strategy == silo.StrategyDatabase {
+		if err := s.store.Provision(ctx, t.ID); err != nil {
+			return nil, "", fmt.Errorf("provision: %w", err)
+		}
 	}
 	secret, hash := catalog.NewToken()
 	if err := s.catalog.CreateTenant(ctx, t, "owner", hash); err != nil {
@@ -129,14 +132,68 @@ func (s *Service) List(ctx context.Context) ([]*silo.Tenant, error) {
 // removes it, so that it never races a signup in progress in another process.
 const orphanAge = 10 * time.Minute
 
-// Sweep finishes deletions a crash interrupted and removes tenant files
-// that no catalog row names (signups a crash interrupted).
+// Move moves a tenant to another placement online; see tenantdb.Store.Move
+// for the guarantees. The catalog journals the move before any data is
+// copied and flips the placement at its commit point.
+func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tenantdb.MoveStats, error) {
+	t, err := s.catalog.TenantBySlug(ctx, slug)
+	if err != nil {
+		return tenantdb.MoveStats{}, err
+	}
+	from := t.Strategy
+	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
+		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
+		Commit:  func(ctx context.Context) error { return s.catalog.FlipStrategy(ctx, t.ID, from, to) },
+	})
+	if errors.Is(err, tenantdb.ErrSimulatedCrash) {
+		return st, err // a test's crash: leave everything as a crash would
+	}
+	if err != nil {
+		// Before the commit point the move rolled back; clear its journal.
+		if cerr := s.catalog.SetMovingTo(context.WithoutCancel(ctx), t.ID, ""); cerr != nil {
+			s.log.Error("clear move journal", "tenant", slug, "err", cerr)
+		}
+		return st, err
+	}
+	s.log.Info("moved tenant", "tenant", slug, "from", st.From, "to", st.To, "projects", st.Projects, "tasks", st.Tasks, "pause", st.Pause)
+	return st, nil
+}
+
+// Info is a tenant with the size of its data.
+type Info struct {
+	*silo.Tenant
+	Bytes int64
+}
+
+// ListWithSizes returns every tenant with its placement's size.
+func (s *Service) ListWithSizes(ctx context.Context) ([]Info, error) {
+	ts, err := s.catalog.Tenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, len(ts))
+	for i, t := range ts {
+		n, err := s.store.Size(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Info{Tenant: t, Bytes: n}
+	}
+	return out, nil
+}
+
+// Sweep finishes deletions a crash interrupted, rolls back or finishes
+// interrupted moves, and removes tenant files that no catalog row names
+// (signups a crash interrupted).
 func (s *Service) Sweep(ctx context.Context) error {
 	ts, err := s.catalog.Tenants(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
+	errs = append(errs, s.store.Cleanup(ctx, ts, func(ctx context.Context, id silo.TenantID) error {
+		return s.catalog.SetMovingTo(ctx, id, "")
+	}))
 	for _, t := range ts {
 		if t.Status == silo.TenantDeleting {
 			s.log.Info("finishing interrupted delete", "tenant", t.ID, "slug", t.Slug)

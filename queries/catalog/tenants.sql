@@ -23,3 +23,11 @@ UPDATE tenants SET schema_version = ?, updated_at = ? WHERE id = ?;
 
 -- name: DeleteTenant :exec
 DELETE FROM tenants WHERE id = ?;
+
+-- name: SetTenantMovingTo :exec
+UPDATE tenants SET moving_to = ?, updated_at = ? WHERE id = ?;
+
+-- name: FlipTenantStrategy :execrows
+-- The commit point of a move: the new placement, and the journal cleared.
+UPDATE tenants SET strategy = @strategy, moving_to = NULL, updated_at = @updated_at
+WHERE id = @id AND strategy = @from_strategy;

@@ -29,6 +29,7 @@ type Tenant struct {
 	SchemaVersion int64
 	CreatedAt     int64
 	UpdatedAt     int64
+	MovingTo      sql.NullString
 }
 
 type Token struct {

@@ -7,12 +7,13 @@ package catalogsql
 
 import (
 	"context"
+	"database/sql"
 )
 
 const createTenant = `-- name: CreateTenant :one
 INSERT INTO tenants (id, slug, name, strategy, status, schema_version, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at
+RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to
 `
 
 type CreateTenantParams struct {
@@ -47,6 +48,7 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Ten
 		&i.SchemaVersion,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.MovingTo,
 	)
 	return i, err
 }
@@ -60,8 +62,34 @@ func (q *Queries) DeleteTenant(ctx context.Context, id string) error {
 	return err
 }
 
+const flipTenantStrategy = `-- name: FlipTenantStrategy :execrows
+UPDATE tenants SET strategy = ?1, moving_to = NULL, updated_at = ?2
+WHERE id = ?3 AND strategy = ?4
+`
+
+type FlipTenantStrategyParams struct {
+	Strategy     string
+	UpdatedAt    int64
+	ID           string
+	FromStrategy string
+}
+
+// The commit point of a move: the new placement, and the journal cleared.
+func (q *Queries) FlipTenantStrategy(ctx context.Context, arg FlipTenantStrategyParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, flipTenantStrategy,
+		arg.Strategy,
+		arg.UpdatedAt,
+		arg.ID,
+		arg.FromStrategy,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const getTenant = `-- name: GetTenant :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at FROM tenants WHERE id = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to FROM tenants WHERE id = ?
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -76,12 +104,13 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.SchemaVersion,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.MovingTo,
 	)
 	return i, err
 }
 
 const getTenantBySlug = `-- name: GetTenantBySlug :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at FROM tenants WHERE slug = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to FROM tenants WHERE slug = ?
 `
 
 func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, error) {
@@ -96,6 +125,7 @@ func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, err
 		&i.SchemaVersion,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.MovingTo,
 	)
 	return i, err
 }
@@ -128,7 +158,7 @@ func (q *Queries) ListTenantIDs(ctx context.Context) ([]string, error) {
 }
 
 const listTenants = `-- name: ListTenants :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at FROM tenants ORDER BY slug
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to FROM tenants ORDER BY slug
 `
 
 func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
@@ -149,6 +179,7 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 			&i.SchemaVersion,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.MovingTo,
 		); err != nil {
 			return nil, err
 		}
@@ -161,6 +192,21 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const setTenantMovingTo = `-- name: SetTenantMovingTo :exec
+UPDATE tenants SET moving_to = ?, updated_at = ? WHERE id = ?
+`
+
+type SetTenantMovingToParams struct {
+	MovingTo  sql.NullString
+	UpdatedAt int64
+	ID        string
+}
+
+func (q *Queries) SetTenantMovingTo(ctx context.Context, arg SetTenantMovingToParams) error {
+	_, err := q.db.ExecContext(ctx, setTenantMovingTo, arg.MovingTo, arg.UpdatedAt, arg.ID)
+	return err
 }
 
 const setTenantSchemaVersion = `-- name: SetTenantSchemaVersion :exec

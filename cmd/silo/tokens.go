@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/sqlite"
+)
+
+// runTokens manages a tenant's API tokens: list, create, revoke.
+//
+// Tokens live in the catalog only, so these commands open the catalog and
+// nothing else: they are safe to run beside a live server on the same data
+// directory, which is the point of revoking a leaked token. The server
+// checks the catalog on every request, so a revocation takes effect at once.
+func runTokens(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 {
+		return &usageError{"tokens: want list, create or revoke"}
+	}
+	sub, args := args[0], args[1:]
+	var c Config
+	var name string
+	fs := flag.NewFlagSet("tokens "+sub, flag.ContinueOnError)
+	c.dataFlags(fs)
+	if sub == "create" {
+		fs.StringVar(&name, "name", "cli", "a label for the token, shown by list")
+	}
+	pos, err := interspersed(fs, args, e)
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"list": 1, "create": 1, "revoke": 2}
+	n, ok := want[sub]
+	if !ok {
+		return &usageError{fmt.Sprintf("tokens: unknown subcommand %q", sub)}
+	}
+	if len(pos) != n {
+		return &usageError{fmt.Sprintf("tokens %s: want %d argument(s), got %d", sub, n, len(pos))}
+	}
+	cat, err := openCatalog(ctx, &c)
+	if err != nil {
+		return err
+	}
+	defer cat.Close()
+	t, err := cat.TenantBySlugAnyStatus(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		toks, err := cat.Tokens(ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tCREATED\tREVOKED")
+		for _, k := range toks {
+			revoked := "-"
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.Format("2006-01-02T15:04:05Z")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Name, k.CreatedAt.Format("2006-01-02T15:04:05Z"), revoked)
+		}
+		return tw.Flush()
+	case "create":
+		secret, k, err := cat.CreateToken(ctx, t.ID, name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "created token %s for tenant %s; its secret, shown once:\n", k.ID, t.Slug)
+		fmt.Fprintln(e.stdout, secret)
+	case "revoke":
+		if err := cat.RevokeToken(ctx, t.ID, pos[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "revoked token %s of tenant %s\n", pos[1], t.Slug)
+	}
+	return nil
+}
+
+// openCatalog opens the catalog of an existing data directory: a typo in
+// --data must not create an empty one.
+func openCatalog(ctx context.Context, c *Config) (*catalog.Catalog, error) {
+	dur := sqlite.Durability(c.Durability)
+	if dur != sqlite.DurabilityNormal && dur != sqlite.DurabilityFull {
+		return nil, &usageError{fmt.Sprintf("--durability must be normal or full, not %q", c.Durability)}
+	}
+	path := filepath.Join(c.Data, "catalog.db")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no catalog in %s: %w", c.Data, err)
+	}
+	return catalog.Open(ctx, path, sqlite.Options{Durability: dur})
+}

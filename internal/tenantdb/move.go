@@ -1,0 +1,320 @@
+package tenantdb
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+	"github.com/silohq/silo/internal/tenantdb/tenantsql"
+)
+
+// MoveStats describes a finished move.
+type MoveStats struct {
+	From, To silo.Strategy
+	Projects int
+	Tasks    int
+	Hash     string        // content hash of the copied rows, equal on both sides
+	Pause    time.Duration // how long the tenant's requests were held
+}
+
+// MoveSteps are the catalog's part of a move: Journal records that the move
+// started (so a restart can roll it back) and Commit flips the placement.
+// Commit is the move's commit point: before it the source is authoritative,
+// after it the target is.
+type MoveSteps struct {
+	Journal func(ctx context.Context) error
+	Commit  func(ctx context.Context) error
+}
+
+// Move moves tenant t's rows to placement to, online: it holds the tenant
+// (its requests wait, up to the cache's HoldWait, then get tenant_moving),
+// copies every row in one transaction of the target, verifies row counts and
+// a content hash per table, commits through steps, and only then releases
+// the tenant and removes the source. Any failure before the commit point
+// removes the partial copy and leaves the tenant where it was.
+func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, steps MoveSteps) (MoveStats, error) {
+	from := s.placement(t)
+	st := MoveStats{From: from, To: to}
+	if !to.Valid() {
+		return st, silo.Errorf(silo.EINVALIDSTRATEGY, "Unknown placement %q.", to)
+	}
+	if from == to {
+		return st, silo.Errorf(silo.ECONFLICT, "The tenant is already placed %q.", to)
+	}
+	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTMOVING)
+	if err != nil {
+		return st, err
+	}
+	start := time.Now()
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	crashed := false
+	hook := func(step string) error {
+		if s.cfg.MoveHook == nil {
+			return nil
+		}
+		err := s.cfg.MoveHook(step)
+		crashed = errors.Is(err, ErrSimulatedCrash)
+		return err
+	}
+	if err := steps.Journal(ctx); err != nil {
+		return st, fmt.Errorf("journal: %w", err)
+	}
+	if err := hook("journaled"); err != nil {
+		return st, err
+	}
+	committed := false
+	defer func() {
+		if !committed && !crashed {
+			// Roll back: the source is untouched; drop the partial target.
+			if err := s.dropPlacement(context.WithoutCancel(ctx), t.ID, to); err != nil {
+				s.log.Error("roll back move", "tenant", t.ID, "err", err)
+			}
+		}
+	}()
+	src, closeSrc, err := s.openPlacement(ctx, t.ID, from)
+	if err != nil {
+		return st, err
+	}
+	defer closeSrc()
+	if err := s.dropPlacement(ctx, t.ID, to); err != nil { // leftovers of an earlier attempt
+		return st, err
+	}
+	if to == silo.StrategyDatabase {
+		if err := s.Provision(ctx, t.ID); err != nil {
+			return st, err
+		}
+	}
+	dst, closeDst, err := s.openPlacement(ctx, t.ID, to)
+	if err != nil {
+		return st, err
+	}
+	defer closeDst()
+	if st.Projects, st.Tasks, err = copyRows(ctx, src, dst, string(t.ID)); err != nil {
+		return st, fmt.Errorf("copy: %w", err)
+	}
+	if err := hook("copied"); err != nil {
+		return st, err
+	}
+	srcHash, err := contentHash(ctx, src, string(t.ID))
+	if err != nil {
+		return st, err
+	}
+	dstHash, err := contentHash(ctx, dst, string(t.ID))
+	if err != nil {
+		return st, err
+	}
+	if srcHash != dstHash {
+		return st, fmt.Errorf("verify: content hash %s at the source, %s at the target", srcHash, dstHash)
+	}
+	st.Hash = srcHash
+	closeDst() // a new file is complete and checkpointed before the flip
+	if err := hook("verified"); err != nil {
+		return st, err
+	}
+	if err := steps.Commit(ctx); err != nil {
+		return st, fmt.Errorf("commit: %w", err)
+	}
+	committed = true
+	if err := hook("committed"); err != nil {
+		return st, err
+	}
+	s.setPlacement(t.ID, to)
+	closeSrc()
+	released = true
+	release()
+	st.Pause = time.Since(start)
+	// The source is now unreferenced; a crash before this line leaves
+	// leftovers that Cleanup removes.
+	if err := s.dropPlacement(ctx, t.ID, from); err != nil {
+		s.log.Error("remove source of a move", "tenant", t.ID, "from", from, "err", err)
+	}
+	return st, nil
+}
+
+// openPlacement opens tenant id's rows in a placement, bypassing the cache
+// (the caller holds the tenant).
+func (s *Store) openPlacement(ctx context.Context, id silo.TenantID, p silo.Strategy) (*sql.DB, func(), error) {
+	switch p {
+	case silo.StrategyShared:
+		return s.shared, func() {}, nil
+	case silo.StrategyDatabase:
+		path, err := s.Path(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil, fmt.Errorf("tenant file: %w", err)
+		}
+		db, err := sqlite.Open(path, s.cfg.SQLite)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := s.gate(ctx, id, db); err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		closed := false
+		return db, func() {
+			if !closed {
+				closed = true
+				db.Close()
+			}
+		}, nil
+	}
+	return nil, nil, fmt.Errorf("unknown placement %q", p)
+}
+
+// dropPlacement deletes tenant id's data from one placement.
+func (s *Store) dropPlacement(ctx context.Context, id silo.TenantID, p silo.Strategy) error {
+	switch p {
+	case silo.StrategyShared:
+		return s.deleteSharedRows(ctx, id)
+	case silo.StrategyDatabase:
+		path, err := s.Path(id)
+		if err != nil {
+			return err
+		}
+		return removeFiles(path)
+	}
+	return nil
+}
+
+// copyRows copies a tenant's rows from src to dst in one transaction of
+// dst, reading src in one snapshot.
+func copyRows(ctx context.Context, src, dst *sql.DB, tenantID string) (projects, tasks int, err error) {
+	rtx, err := src.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rtx.Rollback()
+	rq := tenantsql.New(rtx)
+	ps, err := rq.AllProjects(ctx, tenantID)
+	if err != nil {
+		return 0, 0, err
+	}
+	ts, err := rq.AllTasks(ctx, tenantID)
+	if err != nil {
+		return 0, 0, err
+	}
+	wtx, err := dst.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer wtx.Rollback()
+	wq := tenantsql.New(wtx)
+	for _, p := range ps {
+		if err := wq.InsertProjectRow(ctx, tenantsql.InsertProjectRowParams{
+			ID: p.ID, TenantID: p.TenantID, Name: p.Name, Archived: p.Archived, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		}); err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, t := range ts {
+		if err := wq.InsertTaskRow(ctx, tenantsql.InsertTaskRowParams{
+			ID: t.ID, TenantID: t.TenantID, ProjectID: t.ProjectID, Title: t.Title, Done: t.Done,
+			DueAt: t.DueAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		}); err != nil {
+			return 0, 0, err
+		}
+	}
+	return len(ps), len(ts), wtx.Commit()
+}
+
+// contentHash digests every row of a tenant, table by table, in id order:
+// equal hashes mean equal row counts and equal contents.
+func contentHash(ctx context.Context, db *sql.DB, tenantID string) (string, error) {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	q := tenantsql.New(tx)
+	ps, err := q.AllProjects(ctx, tenantID)
+	if err != nil {
+		return "", err
+	}
+	ts, err := q.AllTasks(ctx, tenantID)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "projects %d\n", len(ps))
+	for _, p := range ps {
+		fmt.Fprintf(h, "%q %q %q %d %d %d\n", p.ID, p.TenantID, p.Name, p.Archived, p.CreatedAt, p.UpdatedAt)
+	}
+	fmt.Fprintf(h, "tasks %d\n", len(ts))
+	for _, t := range ts {
+		fmt.Fprintf(h, "%q %q %q %q %d %v %d %d %d\n", t.ID, t.TenantID, t.ProjectID, t.Title, t.Done, t.DueAt.Valid, t.DueAt.Int64, t.CreatedAt, t.UpdatedAt)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Cleanup makes every tenant's data live in exactly one place after a
+// crash: a move that had not reached its commit point is rolled back (its
+// partial target dropped, via rollback), and the source left behind by a
+// move that had is removed.
+func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJournal func(ctx context.Context, id silo.TenantID) error) error {
+	var errs []error
+	shared := map[string]bool{}
+	ids, err := tenantsql.New(s.shared).TenantIDsWithRows(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		shared[id] = true
+	}
+	for _, t := range tenants {
+		switch {
+		case t.MovingTo != "":
+			s.log.Info("rolling back an interrupted move", "tenant", t.Slug, "to", t.MovingTo)
+			if err := s.dropPlacement(ctx, t.ID, t.MovingTo); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, clearJournal(ctx, t.ID))
+		case t.Strategy == silo.StrategyDatabase && shared[string(t.ID)]:
+			s.log.Info("removing shared rows left by a finished move", "tenant", t.Slug)
+			errs = append(errs, s.deleteSharedRows(ctx, t.ID))
+		case t.Strategy == silo.StrategyShared:
+			if path, err := s.Path(t.ID); err == nil {
+				if _, err := os.Stat(path); err == nil {
+					s.log.Info("removing the file left by a finished move", "tenant", t.Slug)
+					errs = append(errs, removeFiles(path))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Size estimates the bytes a tenant's data takes: its file (with WAL), or
+// its rows in the shared file.
+func (s *Store) Size(ctx context.Context, t *silo.Tenant) (int64, error) {
+	if s.placement(t) == silo.StrategyShared {
+		row, err := tenantsql.New(s.shared).TenantSize(ctx, string(t.ID))
+		return row.Bytes, err
+	}
+	path, err := s.Path(t.ID)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, p := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}

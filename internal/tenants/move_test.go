@@ -1,0 +1,247 @@
+package tenants_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+	"github.com/silohq/silo/internal/tenantdb"
+	"github.com/silohq/silo/internal/tenants"
+)
+
+// world is the real storage of one data dir, reopenable as after a crash.
+type world struct {
+	dir      string
+	catalog  *catalog.Catalog
+	store    *tenantdb.Store
+	svc      *tenants.Service
+	projects *tenantdb.ProjectService
+	tasks    *tenantdb.TaskService
+}
+
+func open(t *testing.T, dir string, hook func(string) error) *world {
+	t.Helper()
+	ctx := context.Background()
+	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tenantdb.Open(ctx, tenantdb.Config{Dir: dir, Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, MoveHook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{dir: dir, catalog: cat, store: st, svc: tenants.New(cat, st, "", nil),
+		projects: tenantdb.NewProjectService(st), tasks: tenantdb.NewTaskService(st)}
+	t.Cleanup(w.close)
+	return w
+}
+
+func (w *world) close() {
+	if w.store != nil {
+		w.store.Close(context.Background())
+		w.catalog.Close()
+		w.store = nil
+	}
+}
+
+// ctxFor resolves a tenant as a request would.
+func (w *world) ctxFor(t *testing.T, slug string) context.Context {
+	t.Helper()
+	tn, err := w.catalog.TenantBySlug(context.Background(), slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return silo.NewContextWithTenant(context.Background(), tn)
+}
+
+// snapshot lists a tenant's rows as the API sees them.
+func (w *world) snapshot(t *testing.T, slug string) []string {
+	t.Helper()
+	ctx := w.ctxFor(t, slug)
+	ps, _, err := w.projects.Projects(ctx, silo.Page{Limit: silo.MaxPageLimit}, silo.ProjectFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, "p:"+p.ID+":"+p.Name)
+		ts, _, err := w.tasks.Tasks(ctx, p.ID, silo.Page{Limit: silo.MaxPageLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range ts {
+			out = append(out, "t:"+tk.ID+":"+tk.Title)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (w *world) fill(t *testing.T, slug string, projects, tasks int) {
+	t.Helper()
+	ctx := w.ctxFor(t, slug)
+	for i := range projects {
+		p, err := w.projects.CreateProject(ctx, fmt.Sprintf("P%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range tasks {
+			if _, err := w.tasks.CreateTask(ctx, p.ID, silo.NewTask{Title: fmt.Sprintf("T%d-%d", i, j)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// placedAt reports where a tenant's data physically is.
+func (w *world) placedAt(t *testing.T, slug string) (file bool, sharedRows int) {
+	t.Helper()
+	tn, _ := w.catalog.TenantBySlugAnyStatus(context.Background(), slug)
+	p, _ := w.store.Path(tn.ID)
+	_, err := os.Stat(p)
+	db, _ := sqlite.Open(filepath.Join(w.dir, "shared.db"), sqlite.Options{MaxConns: 1})
+	defer db.Close()
+	db.QueryRow("SELECT (SELECT count(*) FROM projects WHERE tenant_id = ?1) + (SELECT count(*) FROM tasks WHERE tenant_id = ?1)", tn.ID).Scan(&sharedRows)
+	return err == nil, sharedRows
+}
+
+func TestMoveBothWays(t *testing.T) {
+	w := open(t, t.TempDir(), nil)
+	ctx := context.Background()
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "neighbour", Strategy: silo.StrategyShared}); err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "acme", 3, 4)
+	w.fill(t, "neighbour", 2, 2)
+	before, neighbour := w.snapshot(t, "acme"), w.snapshot(t, "neighbour")
+
+	st, err := w.svc.Move(ctx, "acme", silo.StrategyShared)
+	if err != nil || st.Projects != 3 || st.Tasks != 12 || st.Hash == "" {
+		t.Fatalf("move to shared: %+v %v", st, err)
+	}
+	if file, rows := w.placedAt(t, "acme"); file || rows != 15 {
+		t.Fatalf("after move to shared: file %v, shared rows %d", file, rows)
+	}
+	if got := w.snapshot(t, "acme"); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("data changed by the move:\n%v\n%v", got, before)
+	}
+	if _, err := w.svc.Move(ctx, "acme", silo.StrategyShared); silo.ErrorCode(err) != silo.ECONFLICT {
+		t.Fatalf("move to the same placement: %v", err)
+	}
+	if _, err := w.svc.Move(ctx, "acme", silo.StrategyDatabase); err != nil {
+		t.Fatal(err)
+	}
+	if file, rows := w.placedAt(t, "acme"); !file || rows != 0 {
+		t.Fatalf("after move back: file %v, shared rows %d", file, rows)
+	}
+	if got := w.snapshot(t, "acme"); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("data changed by the move back")
+	}
+	if got := w.snapshot(t, "neighbour"); fmt.Sprint(got) != fmt.Sprint(neighbour) {
+		t.Fatalf("the neighbour's data changed")
+	}
+	tn, _ := w.catalog.TenantBySlug(ctx, "acme")
+	if tn.Strategy != silo.StrategyDatabase || tn.MovingTo != "" {
+		t.Fatalf("catalog: %+v", tn)
+	}
+}
+
+// TestMoveCrashAtEachStep kills a move at each step (without any rollback,
+// as a crash would), reopens the data dir, and checks that the tenant is
+// whole and served from exactly one place, and that a rerun completes.
+func TestMoveCrashAtEachStep(t *testing.T) {
+	for _, from := range []silo.Strategy{silo.StrategyDatabase, silo.StrategyShared} {
+		to := silo.StrategyShared
+		if from == to {
+			to = silo.StrategyDatabase
+		}
+		for _, step := range []string{"journaled", "copied", "verified", "committed"} {
+			t.Run(fmt.Sprintf("%s-to-%s/%s", from, to, step), func(t *testing.T) {
+				dir := t.TempDir()
+				w := open(t, dir, func(s string) error {
+					if s == step {
+						return tenantdb.ErrSimulatedCrash
+					}
+					return nil
+				})
+				ctx := context.Background()
+				if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme", Strategy: from}); err != nil {
+					t.Fatal(err)
+				}
+				w.fill(t, "acme", 2, 5)
+				before := w.snapshot(t, "acme")
+				if _, err := w.svc.Move(ctx, "acme", to); !errors.Is(err, tenantdb.ErrSimulatedCrash) {
+					t.Fatalf("move: %v", err)
+				}
+				w.close()
+
+				w = open(t, dir, nil)
+				if err := w.svc.Sweep(ctx); err != nil {
+					t.Fatal(err)
+				}
+				tn, _ := w.catalog.TenantBySlug(ctx, "acme")
+				want := from
+				if step == "committed" {
+					want = to
+				}
+				if tn.Strategy != want || tn.MovingTo != "" {
+					t.Fatalf("after restart: placement %s (moving %q), want %s", tn.Strategy, tn.MovingTo, want)
+				}
+				file, rows := w.placedAt(t, "acme")
+				if (want == silo.StrategyDatabase) != file || (want == silo.StrategyShared) != (rows > 0) {
+					t.Fatalf("data in more or fewer than one place: file %v, shared rows %d", file, rows)
+				}
+				if got := w.snapshot(t, "acme"); fmt.Sprint(got) != fmt.Sprint(before) {
+					t.Fatalf("data after restart:\n%v\nwant\n%v", got, before)
+				}
+				// A rerun finishes the move.
+				if want != to {
+					if _, err := w.svc.Move(ctx, "acme", to); err != nil {
+						t.Fatalf("rerun: %v", err)
+					}
+					if got := w.snapshot(t, "acme"); fmt.Sprint(got) != fmt.Sprint(before) {
+						t.Fatal("data after rerun differs")
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestSharedTenantDelete(t *testing.T) {
+	w := open(t, t.TempDir(), nil)
+	ctx := context.Background()
+	for _, s := range []string{"a", "b"} {
+		if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: s + "co", Strategy: silo.StrategyShared}); err != nil {
+			t.Fatal(err)
+		}
+		w.fill(t, s+"co", 2, 2)
+	}
+	keep := w.snapshot(t, "bco")
+	if err := w.svc.Delete(ctx, "aco"); err != nil {
+		t.Fatal(err)
+	}
+	if _, rows := w.placedAt(t, "bco"); rows != 6 {
+		t.Fatalf("neighbour rows %d", rows)
+	}
+	if got := w.snapshot(t, "bco"); fmt.Sprint(got) != fmt.Sprint(keep) {
+		t.Fatal("deleting a shared tenant touched its neighbour")
+	}
+	db, _ := sqlite.Open(filepath.Join(w.dir, "shared.db"), sqlite.Options{MaxConns: 1})
+	defer db.Close()
+	var n int
+	db.QueryRow("SELECT count(*) FROM projects").Scan(&n)
+	if n != 2 {
+		t.Fatalf("%d projects left in shared.db, want the neighbour's 2", n)
+	}
+}
