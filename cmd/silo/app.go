@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/server"
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
 	"github.com/silohq/silo/internal/tenantdb"
@@ -106,4 +108,17 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 // Close closes every tenant file, then the catalog.
 func (a *app) Close(ctx context.Context) error {
 	return errors.Join(a.store.Close(ctx), a.catalog.Close())
+}
+
+// handler builds the HTTP API over the app's storage; serve and bench
+// share it so that a benchmark measures exactly what serve runs.
+func (a *app) handler(cfg server.Config) http.Handler {
+	return server.New(cfg, server.Deps{
+		Directory:  a.catalog,
+		Admin:      a.tenants,
+		Projects:   tenantdb.NewProjectService(a.store),
+		Tasks:      tenantdb.NewTaskService(a.store),
+		CacheStats: a.store.Cache().Stats,
+		Logger:     a.log,
+	})
 }
