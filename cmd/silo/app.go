@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/replication"
 	"github.com/silohq/silo/internal/server"
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
@@ -33,6 +34,10 @@ type Config struct {
 	OperatorToken   string
 	ShutdownTimeout time.Duration
 	LogLevel        string
+
+	Backup     bool   // set by the commands that run the embedded Litestream
+	Litestream string // path of litestream.yml
+	NoBackup   bool
 }
 
 func (c *Config) dataFlags(fs *flag.FlagSet) {
@@ -61,6 +66,7 @@ type app struct {
 	catalog *catalog.Catalog
 	store   *tenantdb.Store
 	tenants *tenants.Service
+	backup  *replication.Replicator // nil with backups off
 	log     *slog.Logger
 }
 
@@ -79,11 +85,43 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return nil, err
 	}
-	cat, err := catalog.Open(ctx, filepath.Join(c.Data, "catalog.db"), sqlite.Options{Durability: dur})
+	catPath := filepath.Join(c.Data, "catalog.db")
+	var rep *replication.Replicator
+	if c.Backup {
+		var err error
+		if rep, err = openBackup(ctx, c, catPath, log); err != nil {
+			return nil, err
+		}
+	}
+	cat, err := catalog.Open(ctx, catPath, sqlite.Options{Durability: dur})
 	if err != nil {
+		closeBackup(ctx, rep, "")
 		return nil, err
 	}
+	if rep != nil {
+		if err := rep.Register(ctx, catPath); err != nil {
+			log.Warn("backup: register catalog failed; it will catch up at the next start", "err", err)
+		}
+	}
+	var backup tenantdb.Backup
+	var onBackup func(context.Context, silo.TenantID, bool)
+	if rep != nil {
+		backup = rep
+		onBackup = func(ctx context.Context, id silo.TenantID, registered bool) {
+			var err error
+			if registered {
+				err = cat.MarkBackupDirty(context.WithoutCancel(ctx), id)
+			} else {
+				err = cat.ClearBackupDirty(context.WithoutCancel(ctx), id)
+			}
+			if err != nil {
+				log.Error("backup: record state", "tenant", id, "err", err)
+			}
+		}
+	}
 	store, err := tenantdb.Open(ctx, tenantdb.Config{
+		Backup:        backup,
+		OnBackupState: onBackup,
 		Dir:    c.Data,
 		SQLite: sqlite.Options{Durability: dur, MaxConns: 4, CacheKiB: 1024},
 		Cache: tenantdb.CacheConfig{
@@ -100,14 +138,17 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	})
 	if err != nil {
 		cat.Close()
+		closeBackup(ctx, rep, catPath)
 		return nil, err
 	}
-	return &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), log: log}, nil
+	return &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), backup: rep, log: log}, nil
 }
 
-// Close closes every tenant file, then the catalog.
+// Close closes every tenant file (each syncs its backup as it closes), then
+// the catalog, then syncs the catalog's backup.
 func (a *app) Close(ctx context.Context) error {
-	return errors.Join(a.store.Close(ctx), a.catalog.Close())
+	err := errors.Join(a.store.Close(ctx), a.catalog.Close())
+	return errors.Join(err, closeBackup(ctx, a.backup, filepath.Join(filepath.Dir(a.store.Dir()), "catalog.db")))
 }
 
 // handler builds the HTTP API over the app's storage; serve and bench

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/silohq/silo/internal/server"
-	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // serveLimits are serve's bounds against slow clients and floods. They
@@ -50,9 +50,11 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&c.OperatorToken, "operator-token", "", "bearer token of the operator API (/api/operator/...); unset turns it off")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGINT/SIGTERM waits for in-flight requests")
 	lim.flags(fs)
+	c.backupFlags(fs)
 	if err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
+	c.Backup = !c.NoBackup
 	if err := lim.check(); err != nil {
 		return err
 	}
@@ -63,6 +65,14 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(c.Data, 0o700); err != nil {
+		return err
+	}
+	unlock, err := lockDataDir(c.Data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Data, err)
+	}
+	defer unlock()
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err
@@ -77,20 +87,26 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err := a.tenants.Sweep(ctx); err != nil {
 		log.Error("startup sweep", "err", err)
 	}
+	if a.backup != nil {
+		// Tenants open at a crash may be a few transactions behind in
+		// their replicas: bring them up to date before serving.
+		dirty, err := a.catalog.BackupDirty(ctx)
+		if err == nil && len(dirty) > 0 {
+			log.Info("backup: syncing tenants that were open at the last stop", "tenants", len(dirty))
+			err = a.store.RecoverBackups(ctx, dirty)
+		}
+		if err != nil {
+			log.Error("backup: crash recovery", "err", err)
+		}
+		go a.backup.RunMaintenance(ctx, time.Minute)
+	}
 
-	handler := server.New(server.Config{
+	handler := a.handler(server.Config{
 		BaseDomain:        c.BaseDomain,
 		OperatorToken:     c.OperatorToken,
 		SignupRate:        lim.SignupRate,
 		TenantRate:        lim.TenantRate,
 		TenantMaxInflight: lim.TenantMaxInflight,
-	}, server.Deps{
-		Directory:  a.catalog,
-		Admin:      a.tenants,
-		Projects:   tenantdb.NewProjectService(a.store),
-		Tasks:      tenantdb.NewTaskService(a.store),
-		CacheStats: a.store.Cache().Stats,
-		Logger:     log,
 	})
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

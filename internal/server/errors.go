@@ -33,6 +33,7 @@ var statuses = map[string]int{
 	silo.ETENANTMIGRATING: http.StatusServiceUnavailable,
 	silo.ETENANTBUSY:      http.StatusServiceUnavailable,
 	silo.ETENANTMOVING:    http.StatusServiceUnavailable,
+	silo.ETENANTRESTORING: http.StatusServiceUnavailable,
 	silo.ESCHEMAAHEAD:     http.StatusServiceUnavailable,
 	silo.EINTERNAL:        http.StatusInternalServerError,
 }

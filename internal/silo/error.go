@@ -32,6 +32,7 @@ const (
 	ETENANTMIGRATING = "tenant_migrating"
 	ETENANTBUSY      = "tenant_busy"
 	ETENANTMOVING    = "tenant_moving"
+	ETENANTRESTORING = "tenant_restoring"
 	ESCHEMAAHEAD     = "tenant_schema_ahead"
 	ERATELIMITED     = "rate_limited"
 )

@@ -37,6 +37,11 @@ type Config struct {
 	// returning ErrSimulatedCrash stops the move as a crash would, without
 	// any rollback or cleanup.
 	MoveHook func(step string) error
+	// Backup, if set, replicates each tenant file while it is open.
+	Backup Backup
+	// OnBackupState records that a tenant was registered for backup (true)
+	// or cleanly unregistered (false), for the crash-recovery sweep.
+	OnBackupState func(ctx context.Context, id silo.TenantID, registered bool)
 }
 
 // ErrSimulatedCrash, returned by a MoveHook, abandons a move where it is.
@@ -54,6 +59,8 @@ type Store struct {
 
 	mu    sync.Mutex
 	moved map[silo.TenantID]silo.Strategy // placements changed by moves in this process
+
+	backup backupState
 }
 
 // Open prepares the tenants directory and the provisioning template.
@@ -78,6 +85,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.moved = make(map[silo.TenantID]silo.Strategy)
 	s.cache = NewCache(cfg.Cache, s.openTenant, s.closeTenant)
+	s.backup = backupState{pending: map[silo.TenantID]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	if cfg.Backup != nil {
+		go s.retryLoop()
+	} else {
+		close(s.backup.done)
+	}
 	return s, nil
 }
 
@@ -104,7 +117,10 @@ func (s *Store) openShared(ctx context.Context) (*sql.DB, error) {
 // Close closes every open tenant file, waiting up to ctx for borrowers,
 // then the shared file.
 func (s *Store) Close(ctx context.Context) error {
-	return errors.Join(s.cache.Close(ctx), s.shared.Close())
+	err := s.cache.Close(ctx)
+	close(s.backup.stop)
+	<-s.backup.done
+	return errors.Join(err, s.shared.Close())
 }
 
 // placement is where t's rows are now: a move made in this process after
@@ -169,7 +185,10 @@ func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
 		return err
 	}
 	defer release()
-	return errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
+	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
+	// Litestream keeps its local state beside the file, as .<file>-litestream;
+	// remove it even when this process runs without backups (the CLI).
+	return errors.Join(err, os.RemoveAll(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-litestream")))
 }
 
 // deleteSharedRows removes tenant id's rows from the shared file.
@@ -218,17 +237,23 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 	} else if err != nil {
 		return nil, err
 	}
+	s.register(ctx, id, path)
 	o := s.cfg.SQLite
 	o.MustExist = true
 	db, err := sqlite.Open(path, o)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = s.gate(ctx, id, db)
+		if err != nil {
+			db.Close()
+		}
 	}
-	if err := s.gate(ctx, id, db); err != nil {
+	if err != nil {
+		if s.cfg.Backup != nil {
+			s.addPending(id) // unregistered later, under a hold
+		}
 		if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "unable to open database file") {
 			err = silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
 		}
-		db.Close()
 		return nil, err
 	}
 	return db, nil
@@ -272,10 +297,16 @@ func errAhead(v, latest int64) error {
 	return silo.Errorf(silo.ESCHEMAAHEAD, "The tenant's data is at schema version %d, newer than this server's %d; run a newer silo.", v, latest)
 }
 
+// closeTenant runs on a background worker: the app's handle closes first,
+// then the backup's final sync and unregistration, in that order (the other
+// order drops SQLite's locks under the app).
 func (s *Store) closeTenant(id silo.TenantID, db *sql.DB) error {
-	if err := db.Close(); err != nil {
+	err := db.Close()
+	if err != nil {
 		s.log.Error("close tenant", "tenant", id, "err", err)
-		return err
 	}
-	return nil
+	if path, perr := s.Path(id); perr == nil {
+		s.unregister(id, path)
+	}
+	return err
 }

@@ -8,6 +8,11 @@ import (
 	"database/sql"
 )
 
+type BackupDirty struct {
+	TenantID string
+	Since    int64
+}
+
 type MigrationRun struct {
 	ID            int64
 	TenantID      string

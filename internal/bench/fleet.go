@@ -1,0 +1,213 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
+)
+
+// Tenant is a benchmark tenant: how to reach it and the rows it was seeded
+// with, which reads ask for.
+type Tenant struct {
+	Slug     string   `json:"slug"`
+	Token    string   `json:"token"`
+	Projects []string `json:"projects"`
+	Tasks    []string `json:"tasks"`
+}
+
+// Fleet is every benchmark tenant of a data dir, by placement. It is kept
+// in the data dir (tokens are shown only once) so that a kept --data dir
+// is reused by later runs.
+type Fleet struct {
+	Database []Tenant `json:"database"`
+	Shared   []Tenant `json:"shared"`
+}
+
+const fleetFile = "bench-fleet.json"
+
+// Seeded rows per tenant: enough that reads find a project, a task and a
+// short list; few enough that 100,000 tenants provision in minutes.
+const (
+	seedProjects        = 2
+	seedTasksPerProject = 1
+)
+
+func loadFleet(dir string) (*Fleet, error) {
+	data, err := os.ReadFile(filepath.Join(dir, fleetFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return &Fleet{}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	var f Fleet
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%s: %w", fleetFile, err)
+	}
+	return &f, nil
+}
+
+func (f *Fleet) save(dir string) error {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, fleetFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, fleetFile))
+}
+
+func (f *Fleet) of(p silo.Strategy) *[]Tenant {
+	if p == silo.StrategyShared {
+		return &f.Shared
+	}
+	return &f.Database
+}
+
+// provisioning is the result of growing a fleet.
+type provisioning struct {
+	Created int
+	Elapsed time.Duration
+}
+
+// ensure makes sure dir holds at least n benchmark tenants of placement p,
+// creating the missing ones on an app of its own (closed before it
+// returns, so that the run starts with a cold cache and fresh counters).
+func ensure(ctx context.Context, open Opener, dir string, f *Fleet, p silo.Strategy, n, conc int, progress io.Writer) (provisioning, error) {
+	have := f.of(p)
+	if len(*have) >= n {
+		return provisioning{}, nil
+	}
+	start := time.Now()
+	// A small cache: seeding touches each tenant once.
+	app, err := open(ctx, dir, 256)
+	if err != nil {
+		return provisioning{}, err
+	}
+	created, perr := provision(ctx, app, p, len(*have), n, conc, progress)
+	*have = append(*have, created...)
+	cerr := app.Close(context.WithoutCancel(ctx))
+	res := provisioning{Created: len(created), Elapsed: time.Since(start)}
+	if err := errors.Join(perr, cerr); err != nil {
+		return res, err
+	}
+	return res, f.save(dir)
+}
+
+// provision creates tenants from..to-1 of placement p the way a signup
+// does (a file copied from the template, then the catalog row and token in
+// one transaction) and seeds each with rows through the tenant-scoped
+// services, with the tenant in the context. It calls the exported pieces
+// directly instead of POST /api/tenants: the HTTP round trip and the JSON
+// add nothing to what is measured later, and this is several times faster.
+func provision(ctx context.Context, app *App, p silo.Strategy, from, to, conc int, progress io.Writer) ([]Tenant, error) {
+	out := make([]Tenant, to-from)
+	projects := tenantdb.NewProjectService(app.Store)
+	tasks := tenantdb.NewTaskService(app.Store)
+	prefix := "d"
+	if p == silo.StrategyShared {
+		prefix = "s"
+	}
+	var next, done atomic.Int64
+	next.Store(int64(from))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	stopProgress := progressLoop(progress, func(el time.Duration) string {
+		d := done.Load()
+		return fmt.Sprintf("provision: %d/%d %s tenants, %.0f/s", d, to-from, p, float64(d)/el.Seconds())
+	})
+	defer stopProgress()
+	var wg sync.WaitGroup
+	for range max(1, conc) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= to || ctx.Err() != nil {
+					return
+				}
+				t, err := provisionOne(ctx, app, projects, tasks, p, fmt.Sprintf("%s%06d", prefix, i))
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("provision tenant %d: %w", i, err)
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				out[i-from] = t
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		// Keep only the tenants that were completed, in order, so that a
+		// saved fleet never names a tenant that does not exist.
+		var ok []Tenant
+		for _, t := range out {
+			if t.Slug == "" {
+				break
+			}
+			ok = append(ok, t)
+		}
+		return ok, firstErr
+	}
+	return out, nil
+}
+
+func provisionOne(ctx context.Context, app *App, projects *tenantdb.ProjectService, tasks *tenantdb.TaskService, p silo.Strategy, slug string) (Tenant, error) {
+	t := &silo.Tenant{
+		ID:            silo.TenantID(uuid.Must(uuid.NewV7()).String()),
+		Slug:          slug,
+		Name:          "Bench " + slug,
+		Strategy:      p,
+		Status:        silo.TenantActive,
+		SchemaVersion: app.Store.Migrator().Latest(),
+	}
+	if p == silo.StrategyDatabase {
+		if err := app.Store.Provision(ctx, t.ID); err != nil {
+			return Tenant{}, err
+		}
+	}
+	secret, hash := catalog.NewToken()
+	if err := app.Catalog.CreateTenant(ctx, t, "bench", hash); err != nil {
+		return Tenant{}, err
+	}
+	bt := Tenant{Slug: slug, Token: secret}
+	tctx := silo.NewContextWithTenant(ctx, t)
+	for j := range seedProjects {
+		pr, err := projects.CreateProject(tctx, fmt.Sprintf("Project %d", j))
+		if err != nil {
+			return Tenant{}, err
+		}
+		bt.Projects = append(bt.Projects, pr.ID)
+		for k := range seedTasksPerProject {
+			tk, err := tasks.CreateTask(tctx, pr.ID, silo.NewTask{Title: fmt.Sprintf("Task %d", k)})
+			if err != nil {
+				return Tenant{}, err
+			}
+			bt.Tasks = append(bt.Tasks, tk.ID)
+		}
+	}
+	return bt, nil
+}

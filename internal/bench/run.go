@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// Run provisions what cfg needs in dir (reusing the tenants a previous run
+// left there), then opens a fresh app on dir with cfg.MaxOpenTenants slots
+// and drives it.
+func Run(ctx context.Context, open Opener, dir string, cfg Config) (*Report, error) {
+	cfg.Defaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	f, err := loadFleet(dir)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := ensure(ctx, open, dir, f, cfg.Placement, cfg.Tenants, cfg.ProvisionConcurrency, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	ts := (*f.of(cfg.Placement))[:cfg.Tenants]
+	rep, err := runOn(ctx, open, dir, ts, cfg)
+	if rep != nil {
+		rep.setProvisioning(prov)
+	}
+	return rep, err
+}
+
+func (r *Report) setProvisioning(p provisioning) {
+	r.Provisioned = p.Created
+	r.ProvisionS = p.Elapsed.Seconds()
+	if p.Created > 0 {
+		r.ProvisionPer = ms(p.Elapsed) / float64(p.Created)
+	}
+}
+
+// runOn opens an app on dir and drives it against ts.
+func runOn(ctx context.Context, open Opener, dir string, ts []Tenant, cfg Config) (rep *Report, err error) {
+	// Provisioning's garbage is not the server's memory: hand it back to
+	// the OS before measuring RSS.
+	debug.FreeOSMemory()
+	app, err := open(ctx, dir, cfg.MaxOpenTenants)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		err = errors.Join(err, app.Close(cctx))
+	}()
+	res, err := drive(ctx, app.Handler, app.Store.Cache().Stats, targets(ts), cfg)
+	if err != nil {
+		return nil, err
+	}
+	if res.requests == 0 {
+		return nil, fmt.Errorf("bench: no request completed in %s", cfg.Duration)
+	}
+	return newReport(cfg, len(ts), res), nil
+}
+
+func newReport(cfg Config, tenants int, res *result) *Report {
+	r := &Report{
+		Tenants:        tenants,
+		Placement:      string(cfg.Placement),
+		Mix:            cfg.Mix,
+		Dist:           cfg.Dist,
+		Concurrency:    cfg.Concurrency,
+		MaxOpenTenants: cfg.MaxOpenTenants,
+		DurationS:      res.elapsed.Seconds(),
+		WarmupS:        cfg.Warmup.Seconds(),
+		Requests:       res.requests,
+		Reads:          res.reads,
+		Writes:         res.writes,
+		ReqPerSec:      float64(res.requests) / res.elapsed.Seconds(),
+		Latency: Latency{
+			P50: ms(res.lat.Quantile(0.50)),
+			P90: ms(res.lat.Quantile(0.90)),
+			P99: ms(res.lat.Quantile(0.99)),
+			Max: ms(res.lat.Max()),
+		},
+		Errors: res.errors,
+		Cache: Cache{
+			Hits:           res.after.Hits - res.before.Hits,
+			Misses:         res.after.Misses - res.before.Misses,
+			HitRatio:       hitRatio(res.before, res.after),
+			Evictions:      res.after.Evictions - res.before.Evictions,
+			OpenHandles:    res.after.OpenHandles,
+			OpenErrors:     res.after.OpenErrors - res.before.OpenErrors,
+			OpenLatencyP50: res.after.OpenLatencyP50,
+			OpenLatencyP99: res.after.OpenLatencyP99,
+		},
+		Proc: res.proc,
+	}
+	if cfg.Dist == DistZipf {
+		r.ZipfS = cfg.ZipfS
+	}
+	return r
+}

@@ -1,0 +1,236 @@
+package tenantdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/silohq/silo/internal/silo"
+)
+
+// Backup replicates tenant files while they are open (Litestream, in
+// internal/replication). Only open tenants are registered, so the cost of
+// backup grows with the open tenants, not with the tenants on disk.
+type Backup interface {
+	// Register starts replicating an existing file; called before the
+	// app opens it, so every write the app acknowledges is replicated.
+	Register(ctx context.Context, path string) error
+	// Unregister syncs the file to its replica, waiting, and stops
+	// replicating it; called after the app closed it. On error the file
+	// stays registered and nothing is lost.
+	Unregister(ctx context.Context, path string) error
+	// Maintain compacts and applies retention to a registered file.
+	Maintain(ctx context.Context, path string) error
+	// Restore writes the replica of the file named name, as of at or txid
+	// (zero values: the latest), to out.
+	Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error
+	// RemoveLocalState deletes the replication state kept beside a file.
+	RemoveLocalState(path string) error
+}
+
+// backupState tracks tenants whose final sync failed, to retry them.
+type backupState struct {
+	mu      sync.Mutex
+	pending map[silo.TenantID]bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+const (
+	backupTimeout    = 30 * time.Second // one register or final sync
+	backupRetryEvery = 5 * time.Second
+)
+
+// register is called on the open path, before the app opens the file. A
+// failure (replica unreachable) does not fail the request: the tenant is
+// served and its backup catches up when the replica is back.
+func (s *Store) register(ctx context.Context, id silo.TenantID, path string) {
+	if s.cfg.Backup == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, backupTimeout)
+	defer cancel()
+	if err := s.cfg.Backup.Register(rctx, path); err != nil {
+		s.log.Warn("backup: register failed; serving, will retry", "tenant", id, "err", err)
+		s.addPending(id)
+		return
+	}
+	if s.cfg.OnBackupState != nil {
+		s.cfg.OnBackupState(ctx, id, true)
+	}
+}
+
+// unregister is called after the app closed the file, on a background
+// worker: maintenance when due, then the final sync. If the sync fails the
+// file stays registered and is retried, so a replica outage loses nothing.
+func (s *Store) unregister(id silo.TenantID, path string) {
+	if s.cfg.Backup == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backupTimeout)
+	defer cancel()
+	if err := s.cfg.Backup.Maintain(ctx, path); err != nil {
+		s.log.Warn("backup: maintenance failed", "tenant", id, "err", err)
+	}
+	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
+		s.log.Warn("backup: final sync failed; will retry", "tenant", id, "err", err)
+		s.addPending(id)
+		return
+	}
+	if s.cfg.OnBackupState != nil {
+		s.cfg.OnBackupState(ctx, id, false)
+	}
+}
+
+func (s *Store) addPending(id silo.TenantID) {
+	s.backup.mu.Lock()
+	s.backup.pending[id] = true
+	s.backup.mu.Unlock()
+}
+
+// retryLoop retries the final sync of tenants whose unregister failed. It
+// holds each such tenant meanwhile, so a request never reopens a file that
+// is being unregistered.
+func (s *Store) retryLoop() {
+	defer close(s.backup.done)
+	t := time.NewTicker(backupRetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.backup.stop:
+			return
+		case <-t.C:
+		}
+		s.backup.mu.Lock()
+		ids := make([]silo.TenantID, 0, len(s.backup.pending))
+		for id := range s.backup.pending {
+			ids = append(ids, id)
+		}
+		s.backup.pending = map[silo.TenantID]bool{}
+		s.backup.mu.Unlock()
+		for _, id := range ids {
+			s.syncClosed(id)
+		}
+	}
+}
+
+// syncClosed registers (if needed) and unregisters a tenant's file while the
+// tenant is held: its replica catches up with the file.
+func (s *Store) syncClosed(id silo.TenantID) {
+	path, err := s.Path(id)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), backupTimeout)
+	defer cancel()
+	release, err := s.cache.Hold(ctx, id, silo.ETENANTBUSY)
+	if err != nil {
+		s.addPending(id)
+		return
+	}
+	defer release()
+	if _, err := os.Stat(path); err != nil {
+		return // deleted or moved away meanwhile
+	}
+	if err := s.cfg.Backup.Register(ctx, path); err != nil {
+		s.log.Warn("backup: retry register failed", "tenant", id, "err", err)
+		s.addPending(id)
+		return
+	}
+	s.unregister(id, path)
+}
+
+// RecoverBackups brings the replicas of the given tenants up to date with
+// their files: after a crash, the tenants that were open may be a few
+// transactions behind. Run it before serving.
+func (s *Store) RecoverBackups(ctx context.Context, ids []silo.TenantID) error {
+	if s.cfg.Backup == nil {
+		return nil
+	}
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.syncClosed(id)
+		}()
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// restoreMissing restores a database-placed tenant whose file is missing
+// (a new machine, an empty data dir) from its replica, on first use.
+func (s *Store) restoreMissing(ctx context.Context, t *silo.Tenant) error {
+	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTRESTORING)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if s.placement(t) != silo.StrategyDatabase {
+		return nil // moved meanwhile
+	}
+	path, err := s.Path(t.ID)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err == nil {
+		return nil // someone restored it first
+	}
+	s.log.Info("backup: restoring missing tenant file from its replica", "tenant", t.Slug)
+	return s.restoreInto(ctx, path, time.Time{}, 0)
+}
+
+// RestoreInPlace replaces a database-placed tenant's file with its replica
+// as of at or txid. The tenant is held meanwhile: requests wait, then get
+// 503 tenant_restoring.
+func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time, txid uint64) error {
+	if s.cfg.Backup == nil {
+		return silo.Errorf(silo.EUNAVAILABLE, "Backups are off.")
+	}
+	if s.placement(t) != silo.StrategyDatabase {
+		return silo.Errorf(silo.ECONFLICT, "Only tenants placed in their own file can be restored; this one is %q.", s.placement(t))
+	}
+	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTRESTORING)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// The hold closed the app's handle; the closer unregistered it. Wait
+	// for a retry that may still hold it registered.
+	path, err := s.Path(t.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
+		return fmt.Errorf("final sync before restore: %w", err)
+	}
+	return s.restoreInto(ctx, path, at, txid)
+}
+
+// restoreInto restores the replica of path into path: into a temporary
+// file first, so a failed restore leaves the old file alone.
+func (s *Store) restoreInto(ctx context.Context, path string, at time.Time, txid uint64) error {
+	tmp := filepath.Join(filepath.Dir(path), ".restore-"+filepath.Base(path))
+	_ = removeFiles(tmp)
+	if err := s.cfg.Backup.Restore(ctx, filepath.Base(path), tmp, at, txid); err != nil {
+		_ = removeFiles(tmp)
+		return silo.Errorf(silo.ENOTFOUND, "No backup to restore: %v", err)
+	}
+	// The old file's WAL and Litestream's state describe the old history.
+	if err := errors.Join(removeFiles(path), s.cfg.Backup.RemoveLocalState(path)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	_ = removeFiles(tmp)
+	return syncDir(filepath.Dir(path))
+}
