@@ -122,8 +122,8 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	store, err := tenantdb.Open(ctx, tenantdb.Config{
 		Backup:        backup,
 		OnBackupState: onBackup,
-		Dir:    c.Data,
-		SQLite: sqlite.Options{Durability: dur, MaxConns: 4, CacheKiB: 1024},
+		Dir:           c.Data,
+		SQLite:        sqlite.Options{Durability: dur, MaxConns: 4, CacheKiB: 1024},
 		Cache: tenantdb.CacheConfig{
 			Capacity:    c.MaxOpenTenants,
 			IdleTimeout: c.TenantIdleTimeout,

@@ -73,4 +73,5 @@ func closeBackup(ctx context.Context, rep *replication.Replicator, catPath strin
 	}
 	return errors.Join(err, rep.Close(ctx))
 }
+
 var timeZero time.Time
