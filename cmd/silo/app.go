@@ -154,12 +154,16 @@ func (a *app) Close(ctx context.Context) error {
 // handler builds the HTTP API over the app's storage; serve and bench
 // share it so that a benchmark measures exactly what serve runs.
 func (a *app) handler(cfg server.Config) http.Handler {
-	return server.New(cfg, server.Deps{
+	deps := server.Deps{
 		Directory:  a.catalog,
 		Admin:      a.tenants,
 		Projects:   tenantdb.NewProjectService(a.store),
 		Tasks:      tenantdb.NewTaskService(a.store),
 		CacheStats: a.store.Cache().Stats,
 		Logger:     a.log,
-	})
+	}
+	if a.backup != nil {
+		deps.Backups = tenants.NewBackups(a.tenants, a.backup)
+	}
+	return server.New(cfg, deps)
 }

@@ -13,10 +13,14 @@ const usage = `Silo: one binary, one SQLite file per tenant.
 
 Usage:
   silo serve    [flags]               run the HTTP API
-  silo tenants  create SLUG [--name N] | list | delete SLUG
+  silo tenants  create SLUG [--name N] [--strategy database|shared] | list | delete SLUG
+  silo tenants  move SLUG --to database|shared [--server URL --operator-token T]
   silo tokens   list SLUG | create SLUG [--name N] | revoke SLUG TOKEN_ID
   silo migrate  [--concurrency N] [--tenants a,b | --canary PCT] [--continue-on-error]
   silo migrate  status | verify | down --to N [--tenants a,b]
+  silo restore  SLUG [--at RFC3339 | --txid N] [--to FILE] | --all
+  silo backup   status
+  silo bench    [--tenants N] [--concurrency C] [--duration D] [--mix read|write|mixed] [--compare] [--json]
   silo version
 
 Every command takes --data DIR (default ./data). Run "silo COMMAND -h" for
@@ -59,6 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runTokens(ctx, e, rest)
 	case "migrate":
 		return runMigrate(ctx, e, rest)
+	case "restore":
+		return runRestore(ctx, e, rest)
+	case "backup":
+		return runBackup(ctx, e, rest)
+	case "bench":
+		return runBench(ctx, e, rest)
 	case "version":
 		fmt.Fprintln(stdout, "silo", version)
 		return nil

@@ -137,6 +137,9 @@ type Report struct {
 	ProvisionS   float64 `json:"provision_s"`
 	ProvisionPer float64 `json:"provision_per_tenant_ms"`
 
+	// CeilingRatio is req/s over the one-tenant ceiling's (--compare).
+	CeilingRatio float64 `json:"ceiling_ratio,omitempty"`
+
 	Requests  int64            `json:"requests"`
 	Reads     int64            `json:"reads"`
 	Writes    int64            `json:"writes"`

@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -25,6 +26,12 @@ type TenantAdmin interface {
 	Create(ctx context.Context, nt tenants.NewTenant) (*silo.Tenant, string, error)
 	ListWithSizes(ctx context.Context) ([]tenants.Info, error)
 	Move(ctx context.Context, slug string, to silo.Strategy) (tenantdb.MoveStats, error)
+}
+
+// BackupAdmin reports on and restores tenants' backups.
+type BackupAdmin interface {
+	Status(ctx context.Context) ([]tenants.BackupStatus, error)
+	Restore(ctx context.Context, slug string, at time.Time, txid uint64) error
 }
 
 // ProjectService is what the project handlers need.
@@ -62,6 +69,7 @@ type Deps struct {
 	Projects   ProjectService
 	Tasks      TaskService
 	CacheStats func() tenantdb.CacheStats
+	Backups    BackupAdmin // nil when backups are off
 	Logger     *slog.Logger
 }
 
@@ -121,6 +129,8 @@ func (s *Server) baseRouter() chi.Router {
 		r.Get("/stats", s.handleStats)
 		r.Get("/tenants", s.handleOperatorTenants)
 		r.Post("/tenants/{slug}/move", s.handleMove)
+		r.Post("/tenants/{slug}/restore", s.handleRestore)
+		r.Get("/backup", s.handleBackupStatus)
 	})
 	// Clients without wildcard DNS reach a tenant by path prefix.
 	r.With(slugFromPath).Mount("/t/{slug}", s.tenant)

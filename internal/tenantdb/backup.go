@@ -169,23 +169,36 @@ func (s *Store) RecoverBackups(ctx context.Context, ids []silo.TenantID) error {
 // restoreMissing restores a database-placed tenant whose file is missing
 // (a new machine, an empty data dir) from its replica, on first use.
 func (s *Store) restoreMissing(ctx context.Context, t *silo.Tenant) error {
-	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTRESTORING)
-	if err != nil {
-		return err
-	}
-	defer release()
-	if s.placement(t) != silo.StrategyDatabase {
-		return nil // moved meanwhile
+	_, err := s.RestoreIfMissing(ctx, t)
+	return err
+}
+
+// RestoreIfMissing restores t's file from its replica if the file is
+// missing, and reports whether it did.
+func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, error) {
+	if s.cfg.Backup == nil {
+		return false, silo.Errorf(silo.EUNAVAILABLE, "Backups are off.")
 	}
 	path, err := s.Path(t.ID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if _, err := os.Stat(path); err == nil {
-		return nil // someone restored it first
+		return false, nil
+	}
+	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTRESTORING)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	if s.placement(t) != silo.StrategyDatabase {
+		return false, nil // moved meanwhile
+	}
+	if _, err := os.Stat(path); err == nil {
+		return false, nil // someone restored it first
 	}
 	s.log.Info("backup: restoring missing tenant file from its replica", "tenant", t.Slug)
-	return s.restoreInto(ctx, path, time.Time{}, 0)
+	return true, s.restoreInto(ctx, path, time.Time{}, 0)
 }
 
 // RestoreInPlace replaces a database-placed tenant's file with its replica

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/silohq/silo/internal/bench"
+	"github.com/silohq/silo/internal/server"
+	"github.com/silohq/silo/internal/silo"
+)
+
+// runBench is `silo bench`: Silo in-process on 127.0.0.1:0 over a temp
+// (or kept) data dir, driven over real HTTP; see internal/bench.
+//
+// Unlike the other commands it reads no SILO_* environment variables: a
+// server's SILO_DATA must never point a benchmark at real tenants.
+func runBench(ctx context.Context, e env, args []string) error {
+	var (
+		c            Config
+		cfg          bench.Config
+		dir          string
+		placement    string
+		asJSON       bool
+		compare      bool
+		writeScaling bool
+		writeDur     time.Duration
+		cpuProfile   string
+	)
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&dir, "data", "", "data directory to provision into and keep (default: a temp dir, removed at the end); tenants a previous run left there are reused")
+	fs.StringVar(&c.Durability, "durability", "normal", "normal or full, as for serve")
+	fs.StringVar(&c.LogLevel, "log-level", "warn", "the server's log level")
+	fs.IntVar(&cfg.Tenants, "tenants", 10000, "tenants to provision and drive")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 16, "concurrent clients")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured time per run (--compare: per scenario, default 15s)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "unmeasured time before each measured run")
+	fs.StringVar(&cfg.Mix, "mix", bench.MixRead, "read, write, or mixed (80 % reads, 20 % creates/updates)")
+	fs.StringVar(&cfg.Dist, "dist", bench.DistZipf, "tenant choice: uniform or zipf")
+	fs.Float64Var(&cfg.ZipfS, "zipf-s", 1.1, "Zipf exponent (> 1)")
+	fs.IntVar(&cfg.MaxOpenTenants, "max-open-tenants", 1000, "tenant files kept open (LRU)")
+	fs.StringVar(&placement, "placement", string(silo.StrategyDatabase), "database (a file per tenant) or shared (data/shared.db)")
+	fs.IntVar(&cfg.ProvisionConcurrency, "provision-concurrency", 8, "parallel signups while provisioning")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the tenant choice")
+	fs.BoolVar(&asJSON, "json", false, "write the report as JSON")
+	fs.BoolVar(&compare, "compare", false, "run the scenarios side by side: one tenant, all cached, cache < working set, shared; then write scaling")
+	fs.BoolVar(&writeScaling, "write-scaling", false, "run only the write-scaling comparison (own files vs shared file at concurrency 1, 2, 4, 16)")
+	fs.DurationVar(&writeDur, "write-duration", 5*time.Second, "measured time per write-scaling run")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file (single runs)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}
+	}
+	durationSet := false
+	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
+	if compare && !durationSet {
+		cfg.Duration = 15 * time.Second
+	}
+	cfg.Placement = silo.Strategy(placement)
+	if err := cfg.Check(); err != nil {
+		return &usageError{"bench: " + err.Error()}
+	}
+	if compare && writeScaling {
+		return &usageError{"bench: --compare already includes the write-scaling runs"}
+	}
+	c.MigrateOnOpen = true
+	c.TenantIdleTimeout = 5 * time.Minute
+	c.DefaultStrategy = string(silo.StrategyDatabase)
+	log, err := c.logger(e)
+	if err != nil {
+		return err
+	}
+
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "silo-bench-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		unlock, err := lockDataDir(dir)
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", dir, err)
+		}
+		defer unlock()
+	}
+	cfg.Progress = e.stderr
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.CPUProfile = f
+	}
+
+	open := benchOpener(c, log)
+	var out any
+	switch {
+	case compare, writeScaling:
+		cc := bench.CompareConfig{Config: cfg, WriteScaling: true, WriteDuration: writeDur}
+		cc.CPUProfile = nil
+		var cmp *bench.Comparison
+		if compare {
+			cmp, err = bench.Compare(ctx, open, dir, cc)
+		} else {
+			cmp, err = bench.WriteScaling(ctx, open, dir, cc)
+		}
+		if err != nil {
+			return err
+		}
+		if !asJSON {
+			bench.WriteComparisonText(e.stdout, cmp)
+		}
+		out = cmp
+	default:
+		rep, err := bench.Run(ctx, open, dir, cfg)
+		if err != nil {
+			return err
+		}
+		if !asJSON {
+			bench.WriteText(e.stdout, rep)
+		}
+		out = rep
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	return nil
+}
+
+// benchOpener opens the app exactly as serve does, with serve's handler
+// minus its limits (no signup, rate or in-flight bounds: a benchmark
+// measures the path, not the throttles).
+func benchOpener(base Config, log *slog.Logger) bench.Opener {
+	return func(ctx context.Context, dir string, capacity int) (*bench.App, error) {
+		c := base
+		c.Data, c.MaxOpenTenants = dir, capacity
+		a, err := openApp(ctx, &c, log)
+		if err != nil {
+			return nil, err
+		}
+		return &bench.App{
+			Handler: a.handler(server.Config{BaseDomain: "localhost"}),
+			Catalog: a.catalog,
+			Store:   a.store,
+			Close:   a.Close,
+		}, nil
+	}
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/silohq/silo/internal/replication"
+	"github.com/silohq/silo/internal/tenants"
+)
+
+// runRestore is `silo restore SLUG [--at T | --txid N] [--to FILE]` and
+// `silo restore --all`.
+func runRestore(ctx context.Context, e env, args []string) error {
+	var c Config
+	var at, to, serverURL string
+	var txid uint64
+	var all bool
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	c.dataFlags(fs)
+	c.storeFlags(fs)
+	c.backupFlags(fs)
+	fs.StringVar(&at, "at", "", "point in time to restore to (RFC 3339); default: the latest")
+	fs.Uint64Var(&txid, "txid", 0, "transaction to restore to; default: the latest")
+	fs.StringVar(&to, "to", "", "write the restored copy to this file instead of replacing the tenant")
+	fs.BoolVar(&all, "all", false, "restore every tenant whose file is missing (disaster recovery)")
+	fs.StringVar(&serverURL, "server", "", "restore in place through this running silo serve (its operator API)")
+	fs.StringVar(&c.OperatorToken, "operator-token", "", "the server's operator token (with --server)")
+	pos, err := interspersed(fs, args, e)
+	if err != nil {
+		return err
+	}
+	if all != (len(pos) == 0) || len(pos) > 1 {
+		return &usageError{"restore: want one SLUG, or --all"}
+	}
+	var when time.Time
+	if at != "" {
+		if when, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			return &usageError{fmt.Sprintf("--at: %v", err)}
+		}
+		if txid != 0 {
+			return &usageError{"--at and --txid exclude each other"}
+		}
+	}
+	if c.NoBackup {
+		return &usageError{"restore needs backups; drop --no-backup"}
+	}
+	if serverURL != "" {
+		body, _ := json.Marshal(map[string]any{"at": at, "txid": txid})
+		return callOperator(ctx, e, serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0]+"/restore", body)
+	}
+	log, err := c.logger(e)
+	if err != nil {
+		return err
+	}
+	if to != "" {
+		// A copy for inspection reads only the replica: safe beside a
+		// running server, and no need for the data dir's lock.
+		a, err := openApp(ctx, &c, log)
+		if err != nil {
+			return err
+		}
+		defer a.Close(context.WithoutCancel(ctx))
+		rep, err := standaloneReplicator(&c, log)
+		if err != nil {
+			return err
+		}
+		defer rep.Close(context.WithoutCancel(ctx))
+		start := time.Now()
+		if err := tenants.NewBackups(a.tenants, rep).RestoreTo(ctx, pos[0], to, when, txid); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "restored %s to %s in %s\n", pos[0], to, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	// In place: only the process that serves the tenants may do it.
+	unlock, err := lockDataDir(c.Data)
+	if errors.Is(err, errServing) {
+		return fmt.Errorf("%w; restore through it: silo restore %s --server http://HOST:PORT --operator-token TOKEN (or --to FILE for a copy)", err, strings.Join(pos, " "))
+	} else if err != nil {
+		return err
+	}
+	defer unlock()
+	c.Backup = true
+	a, err := openApp(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.WithoutCancel(ctx))
+	b := tenants.NewBackups(a.tenants, a.backup)
+	if all {
+		prog := newProgress(e.stderr, "restore")
+		prog.Start(0)
+		n, err := b.RestoreMissing(ctx, func(slug string, err error) {
+			if err != nil {
+				fmt.Fprintf(e.stderr, "restore %s: %v\n", slug, err)
+			}
+			prog.Step(slug, err)
+		})
+		prog.Finish()
+		fmt.Fprintf(e.stdout, "restored %d tenant(s) whose files were missing\n", n)
+		return err
+	}
+	start := time.Now()
+	if err := b.Restore(ctx, pos[0], when, txid); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "restored %s in place in %s\n", pos[0], time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// standaloneReplicator reads replicas without registering anything.
+func standaloneReplicator(c *Config, log *slog.Logger) (*replication.Replicator, error) {
+	cfg, err := loadLitestream(c)
+	if err != nil {
+		return nil, err
+	}
+	return replication.New(cfg, log)
+}
+
+// runBackup is `silo backup status`.
+func runBackup(ctx context.Context, e env, args []string) error {
+	if len(args) == 0 || args[0] != "status" {
+		return &usageError{"backup: want status"}
+	}
+	var c Config
+	var serverURL string
+	fs := flag.NewFlagSet("backup status", flag.ContinueOnError)
+	c.dataFlags(fs)
+	c.storeFlags(fs)
+	c.backupFlags(fs)
+	fs.StringVar(&serverURL, "server", "", "ask this running silo serve (its operator API), which also knows the lag of open tenants")
+	fs.StringVar(&c.OperatorToken, "operator-token", "", "the server's operator token (with --server)")
+	if err := parseFlags(fs, args[1:], e); err != nil {
+		return err
+	}
+	if serverURL != "" {
+		return callOperatorGet(ctx, e, serverURL, c.OperatorToken, "/api/operator/backup")
+	}
+	log, err := c.logger(e)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx, &c, log)
+	if err != nil {
+		return err
+	}
+	defer a.Close(context.WithoutCancel(ctx))
+	rep, err := standaloneReplicator(&c, log)
+	if err != nil {
+		return err
+	}
+	defer rep.Close(context.WithoutCancel(ctx))
+	st, err := tenants.NewBackups(a.tenants, rep).Status(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLUG\tPLACEMENT\tTXID\tREPLICATED AT\tAGE\tERROR")
+	for _, b := range st {
+		when, age := "-", "-"
+		if !b.UpdatedAt.IsZero() {
+			when = b.UpdatedAt.UTC().Format(time.RFC3339)
+			age = time.Since(b.UpdatedAt).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", b.Slug, b.Strategy, b.TXID, when, age, b.Err)
+	}
+	return tw.Flush()
+}
+
+func callOperator(ctx context.Context, e env, base, token, path string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return &usageError{fmt.Sprintf("--server: %v", err)}
+	}
+	return doOperator(e, req, token)
+}
+
+func callOperatorGet(ctx context.Context, e env, base, token, path string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(base, "/")+path, nil)
+	if err != nil {
+		return &usageError{fmt.Sprintf("--server: %v", err)}
+	}
+	return doOperator(e, req, token)
+}
+
+func doOperator(e env, req *http.Request, token string) error {
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
+	}
+	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(raw))
+	return nil
+}

@@ -1,0 +1,115 @@
+package tenants
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/silohq/silo/internal/replication"
+	"github.com/silohq/silo/internal/silo"
+)
+
+// Backups answers for tenants' continuous backups: where each replica
+// stands, and restores.
+type Backups struct {
+	svc *Service
+	rep *replication.Replicator
+}
+
+// NewBackups returns the backup operations of svc's tenants over rep.
+func NewBackups(svc *Service, rep *replication.Replicator) *Backups {
+	return &Backups{svc: svc, rep: rep}
+}
+
+// BackupStatus is one tenant's replica.
+type BackupStatus struct {
+	Slug       string
+	Strategy   silo.Strategy
+	TXID       uint64    // newest transaction in the replica
+	UpdatedAt  time.Time // when it was written
+	Registered bool      // open and being replicated now
+	LocalTXID  uint64    // newest transaction seen locally, when registered
+	Err        string
+}
+
+// Lag is how many transactions the replica is behind the file (0 when the
+// tenant is closed: it was synced when it closed).
+func (b BackupStatus) Lag() uint64 {
+	if b.Registered && b.LocalTXID > b.TXID {
+		return b.LocalTXID - b.TXID
+	}
+	return 0
+}
+
+// Status lists every database-placed tenant's replica. Shared tenants are
+// backed up as part of shared.db.
+func (b *Backups) Status(ctx context.Context) ([]BackupStatus, error) {
+	ts, err := b.svc.catalog.Tenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []BackupStatus
+	for _, t := range ts {
+		if t.Status != silo.TenantActive {
+			continue
+		}
+		bs := BackupStatus{Slug: t.Slug, Strategy: t.Strategy}
+		if t.Strategy == silo.StrategyDatabase {
+			st, err := b.rep.Status(ctx, string(t.ID)+".db")
+			if err != nil {
+				bs.Err = err.Error()
+			}
+			bs.TXID, bs.UpdatedAt, bs.Registered, bs.LocalTXID = st.TXID, st.UpdatedAt, st.Registered, st.LocalTXID
+		}
+		out = append(out, bs)
+	}
+	return out, nil
+}
+
+// Restore restores a tenant in place to its replica as of at or txid (zero
+// values: the latest); the tenant answers 503 tenant_restoring meanwhile.
+func (b *Backups) Restore(ctx context.Context, slug string, at time.Time, txid uint64) error {
+	t, err := b.svc.catalog.TenantBySlug(ctx, slug)
+	if err != nil {
+		return err
+	}
+	return b.svc.store.RestoreInPlace(ctx, t, at, txid)
+}
+
+// RestoreTo writes a copy of a tenant's replica to out, for inspection; the
+// live tenant is untouched.
+func (b *Backups) RestoreTo(ctx context.Context, slug, out string, at time.Time, txid uint64) error {
+	t, err := b.svc.catalog.TenantBySlugAnyStatus(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if t.Strategy != silo.StrategyDatabase {
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is placed %q; only tenants in their own file have their own backup.", slug, t.Strategy)
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	return b.rep.Restore(ctx, string(t.ID)+".db", abs, at, txid)
+}
+
+// RestoreMissing restores every database-placed tenant whose file is
+// missing (disaster recovery), calling step after each.
+func (b *Backups) RestoreMissing(ctx context.Context, step func(slug string, err error)) (int, error) {
+	ts, err := b.svc.catalog.Tenants(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range ts {
+		if t.Status != silo.TenantActive || t.Strategy != silo.StrategyDatabase {
+			continue
+		}
+		restored, err := b.svc.store.RestoreIfMissing(ctx, t)
+		if restored || err != nil {
+			n++
+			step(t.Slug, err)
+		}
+	}
+	return n, ctx.Err()
+}
