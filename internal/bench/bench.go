@@ -59,6 +59,11 @@ type Config struct {
 	// CPUProfile, if set, receives a pprof CPU profile of the measured
 	// phase (not provisioning, not warm-up).
 	CPUProfile io.Writer
+
+	// touchAll sends one request of the mix to every tenant before the
+	// warm-up, so that a scenario meant to have every tenant open (and, for
+	// writes, every WAL started) starts that way.
+	touchAll bool
 }
 
 // Defaults fills unset fields with `silo bench`'s defaults.

@@ -139,6 +139,11 @@ func drive(ctx context.Context, h http.Handler, stats func() tenantdb.CacheStats
 		reads     atomic.Int64
 		writes    atomic.Int64
 	)
+	if cfg.touchAll {
+		if err := touch(ctx, client, base, ts, cfg); err != nil {
+			return nil, err
+		}
+	}
 	perm := permutation(cfg.Seed, len(ts))
 	var wg sync.WaitGroup
 	for w := range cfg.Concurrency {
@@ -313,4 +318,55 @@ func progressLoop(w io.Writer, line func(elapsed time.Duration) string) (stop fu
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(quit); wg.Wait() }) }
+}
+
+// touch sends one request of cfg's mix to every tenant, from
+// cfg.Concurrency clients; any failure is an error.
+func touch(ctx context.Context, client *http.Client, base string, ts []target, cfg Config) error {
+	var next atomic.Int64
+	errc := make(chan error, cfg.Concurrency)
+	for w := range cfg.Concurrency {
+		go func() {
+			r := rand.New(rand.NewPCG(cfg.Seed, uint64(w)+1000))
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ts) {
+					errc <- nil
+					return
+				}
+				t := &ts[i]
+				method, path, payload, _ := op(r, cfg.Mix, t)
+				var rd io.Reader
+				if payload != nil {
+					rd = bytes.NewReader(payload)
+				}
+				req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+				if err != nil {
+					errc <- err
+					return
+				}
+				req.Host = t.host
+				req.Header.Set("Authorization", t.auth)
+				resp, err := client.Do(req)
+				if err != nil {
+					errc <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode >= 300 {
+					errc <- fmt.Errorf("touch %s %s%s: status %d", method, t.host, path, resp.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	var first error
+	for range cfg.Concurrency {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			next.Store(int64(len(ts))) // stop the others
+		}
+	}
+	return first
 }

@@ -54,6 +54,11 @@ func runOn(ctx context.Context, open Opener, dir string, ts []Tenant, cfg Config
 		defer cancel()
 		err = errors.Join(err, app.Close(cctx))
 	}()
+	return runApp(ctx, app, ts, cfg)
+}
+
+// runApp drives an open app against ts.
+func runApp(ctx context.Context, app *App, ts []Tenant, cfg Config) (*Report, error) {
 	res, err := drive(ctx, app.Handler, app.Store.Cache().Stats, targets(ts), cfg)
 	if err != nil {
 		return nil, err

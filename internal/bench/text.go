@@ -60,15 +60,15 @@ func WriteComparisonText(w io.Writer, c *Comparison) {
 		fmt.Fprintf(w, "silo bench --compare: mix %s, %s, concurrency %d, %.0fs per scenario after %.0fs warm-up\n",
 			r.Mix, dist, r.Concurrency, r.DurationS, r.WarmupS)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "scenario\ttenants\tslots\treq/s\tvs ceiling\tp50 ms\tp99 ms\thit ratio\topen p99 ms\terrors\tRSS MB\tfds\t")
+		fmt.Fprintln(tw, "scenario\ttenants\tslots\treq/s\tvs ceiling\tp50 ms\tp99 ms\thit ratio\topen p50/p99 ms\terrors\tRSS MB\tfds\t")
 		for _, r := range c.Scenarios {
 			slots := fmt.Sprint(r.MaxOpenTenants)
 			if r.Placement == "shared" {
 				slots = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%d\t%.0f\t%d\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f/%.2f\t%d\t%.0f\t%d\t\n",
 				r.Scenario, r.Tenants, slots, r.ReqPerSec, r.CeilingRatio, r.Latency.P50, r.Latency.P99,
-				r.Cache.HitRatio, r.Cache.OpenLatencyP99, r.ErrorCount(), r.Proc.RSSMB, r.Proc.FDs)
+				r.Cache.HitRatio, r.Cache.OpenLatencyP50, r.Cache.OpenLatencyP99, r.ErrorCount(), r.Proc.RSSMB, r.Proc.FDs)
 		}
 		tw.Flush()
 	}

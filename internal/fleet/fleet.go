@@ -224,7 +224,20 @@ func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, bu
 }
 
 func (f *Fleet) migrateFile(ctx context.Context, path string, target int64, busy time.Duration) (from, to int64, err error) {
-	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, BusyTimeout: busy})
+	// A closed file whose WAL is empty has its version in its header: a
+	// tenant already at the target costs one small read, not an open.
+	quiet := walEmpty(path)
+	if quiet {
+		if v, err := sqlite.HeaderUserVersion(path); err == nil && v == target {
+			return v, v, nil
+		}
+	}
+	// Exclusive (unix-excl) when nobody else has the file open: no -shm file
+	// is created and deleted for each tenant, which on ext4 costs a journal
+	// commit that serialises the whole fleet. Another process that opens the
+	// file meanwhile waits (busy_timeout); a file with a live WAL (someone
+	// has it open) gets an ordinary connection.
+	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, BusyTimeout: busy, Exclusive: quiet, MustExist: true})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -233,7 +246,29 @@ func (f *Fleet) migrateFile(ctx context.Context, path string, target int64, busy
 			err = cerr
 		}
 	}()
-	return f.files.Migrator().Migrate(ctx, db, target)
+	// Commit without syncing, then checkpoint with syncing: the changes are
+	// on disk (WAL synced, then the database file) before this returns and
+	// before the ledger says so, at two fsyncs instead of three.
+	if _, err := db.ExecContext(ctx, "PRAGMA synchronous=OFF"); err != nil {
+		return 0, 0, err
+	}
+	from, to, err = f.files.Migrator().Migrate(ctx, db, target)
+	if err != nil || from == to {
+		return from, to, err
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+		return from, to, err
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		return from, to, err
+	}
+	return from, to, nil
+}
+
+// walEmpty reports whether path has no WAL content (no file, or empty).
+func walEmpty(path string) bool {
+	fi, err := os.Stat(path + "-wal")
+	return errors.Is(err, os.ErrNotExist) || (err == nil && fi.Size() == 0)
 }
 
 type nopProgress struct{}

@@ -6,8 +6,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -47,6 +49,11 @@ type Options struct {
 	// MustExist opens read-write without creating: a file that is missing
 	// (deleted, or moved away) fails instead of appearing empty.
 	MustExist bool
+	// Exclusive opens with SQLite's unix-excl VFS: the connection holds an
+	// exclusive lock on the file while it is open and keeps the WAL index in
+	// memory, so no -shm file is created or deleted. Other processes wait
+	// (busy_timeout) until it closes. For short, single-connection work.
+	Exclusive bool
 }
 
 // DSN returns the modernc DSN for path. Per-connection settings go in the DSN
@@ -72,6 +79,9 @@ func DSN(path string, o Options) string {
 	// Write transactions take the write lock at BEGIN, so two writers never
 	// deadlock upgrading a read lock; busy_timeout then queues them.
 	q.Set("_txlock", "immediate")
+	if o.Exclusive {
+		q.Set("vfs", "unix-excl")
+	}
 	if o.MustExist {
 		q.Set("mode", "rw") // SQLite's own URI parameter
 	}
@@ -161,4 +171,23 @@ func removeScratch(path string) {
 	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
 		_ = os.Remove(p)
 	}
+}
+
+// HeaderUserVersion reads user_version from the database header of a
+// closed file (4 big-endian bytes at offset 60) without opening it with
+// SQLite. It is only meaningful when the file has no WAL content.
+func HeaderUserVersion(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var h [100]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, err
+	}
+	if string(h[:16]) != "SQLite format 3\x00" {
+		return 0, fmt.Errorf("%s: not a SQLite database", path)
+	}
+	return int64(binary.BigEndian.Uint32(h[60:64])), nil
 }
