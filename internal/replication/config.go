@@ -57,6 +57,11 @@ dbs:
     replica:
       url: file:data/replica/catalog.db
 
+  # Rows of the tenants placed "shared".
+  - path: data/shared.db
+    replica:
+      url: file:data/replica/shared.db
+
   # Only open tenants are replicated: Silo registers a tenant when it opens
   # its file and unregisters it (after a final sync) when it closes it.
   - dir: data/tenants

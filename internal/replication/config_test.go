@@ -14,10 +14,13 @@ func TestParseConfigDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.DBs) != 2 {
+	if len(cfg.DBs) != 3 {
 		t.Fatalf("%d dbs", len(cfg.DBs))
 	}
-	cat, ten := cfg.DBs[0], cfg.DBs[1]
+	cat, shared, ten := cfg.DBs[0], cfg.DBs[1], cfg.DBs[2]
+	if shared.Path != filepath.Join(dataDir, "shared.db") || shared.ReplicaURL != "file://"+filepath.Join(dataDir, "replica", "shared.db") {
+		t.Fatalf("shared entry %+v", shared)
+	}
 	if cat.Path != filepath.Join(dataDir, "catalog.db") || cat.ReplicaURL != "file://"+filepath.Join(dataDir, "replica", "catalog.db") {
 		t.Fatalf("catalog entry %+v", cat)
 	}

@@ -99,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) openShared(ctx context.Context) (*sql.DB, error) {
 	o := s.cfg.SQLite
 	o.MaxConns = 8
-	db, err := sqlite.Open(filepath.Join(s.cfg.Dir, "shared.db"), o)
+	db, err := sqlite.Open(s.sharedPath(), o)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +111,17 @@ func (s *Store) openShared(ctx context.Context) (*sql.DB, error) {
 		db.Close()
 		return nil, err
 	}
+	// shared.db is always open, so it stays registered for backup for the
+	// process's lifetime, like the catalog.
+	if s.cfg.Backup != nil {
+		if err := s.cfg.Backup.Register(ctx, s.sharedPath()); err != nil {
+			s.log.Warn("backup: shared.db is not replicated", "err", err)
+		}
+	}
 	return db, nil
 }
+
+func (s *Store) sharedPath() string { return filepath.Join(s.cfg.Dir, "shared.db") }
 
 // Close closes every open tenant file, waiting up to ctx for borrowers,
 // then the shared file.
@@ -120,7 +129,11 @@ func (s *Store) Close(ctx context.Context) error {
 	err := s.cache.Close(ctx)
 	close(s.backup.stop)
 	<-s.backup.done
-	return errors.Join(err, s.shared.Close())
+	err = errors.Join(err, s.shared.Close())
+	if s.cfg.Backup != nil {
+		err = errors.Join(err, s.cfg.Backup.Unregister(ctx, s.sharedPath()))
+	}
+	return err
 }
 
 // placement is where t's rows are now: a move made in this process after
