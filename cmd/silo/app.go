@@ -28,6 +28,7 @@ type Config struct {
 	TenantIdleTimeout time.Duration
 	MigrateOnOpen     bool
 	DefaultStrategy   string
+	TenantMaxBytes    int64
 
 	Addr            string
 	BaseDomain      string
@@ -50,7 +51,8 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxOpenTenants, "max-open-tenants", 1000, "tenant files kept open (LRU)")
 	fs.DurationVar(&c.TenantIdleTimeout, "tenant-idle-timeout", 5*time.Minute, "close a tenant file unused this long (0: never)")
 	fs.BoolVar(&c.MigrateOnOpen, "migrate-on-open", true, "migrate a tenant file that is behind on its first open; if false such a tenant answers 503 tenant_migrating")
-	fs.StringVar(&c.DefaultStrategy, "default-strategy", string(silo.StrategyDatabase), "placement of new tenants")
+	fs.StringVar(&c.DefaultStrategy, "default-strategy", string(silo.StrategyDatabase), "placement of new tenants: database or shared")
+	fs.Int64Var(&c.TenantMaxBytes, "tenant-max-bytes", 0, "storage quota of each tenant file in bytes; a write past it answers 507 quota_exceeded (0: none)")
 }
 
 func (c *Config) logger(e env) (*slog.Logger, error) {
@@ -141,6 +143,10 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		closeBackup(ctx, rep, catPath)
 		return nil, err
 	}
+	if c.TenantMaxBytes < 0 {
+		return nil, &usageError{"--tenant-max-bytes must not be negative"}
+	}
+	store.SetTenantMaxBytes(c.TenantMaxBytes)
 	return &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), backup: rep, log: log}, nil
 }
 
@@ -160,6 +166,7 @@ func (a *app) handler(cfg server.Config) http.Handler {
 		Projects:   tenantdb.NewProjectService(a.store),
 		Tasks:      tenantdb.NewTaskService(a.store),
 		CacheStats: a.store.Cache().Stats,
+		Quota:      a.store,
 		Logger:     a.log,
 	}
 	if a.backup != nil {

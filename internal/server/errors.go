@@ -34,6 +34,7 @@ var statuses = map[string]int{
 	silo.ETENANTBUSY:      http.StatusServiceUnavailable,
 	silo.ETENANTMOVING:    http.StatusServiceUnavailable,
 	silo.ETENANTRESTORING: http.StatusServiceUnavailable,
+	silo.EQUOTA:           http.StatusInsufficientStorage,
 	silo.ESCHEMAAHEAD:     http.StatusServiceUnavailable,
 	silo.EINTERNAL:        http.StatusInternalServerError,
 }

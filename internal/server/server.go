@@ -34,6 +34,12 @@ type BackupAdmin interface {
 	Restore(ctx context.Context, slug string, at time.Time, txid uint64) error
 }
 
+// Quota is the per-tenant storage quota, changeable at run time.
+type Quota interface {
+	SetTenantMaxBytes(n int64)
+	TenantMaxBytes() int64
+}
+
 // ProjectService is what the project handlers need.
 type ProjectService interface {
 	CreateProject(ctx context.Context, name string) (*silo.Project, error)
@@ -70,6 +76,7 @@ type Deps struct {
 	Tasks      TaskService
 	CacheStats func() tenantdb.CacheStats
 	Backups    BackupAdmin // nil when backups are off
+	Quota      Quota
 	Logger     *slog.Logger
 }
 
@@ -131,6 +138,8 @@ func (s *Server) baseRouter() chi.Router {
 		r.Post("/tenants/{slug}/move", s.handleMove)
 		r.Post("/tenants/{slug}/restore", s.handleRestore)
 		r.Get("/backup", s.handleBackupStatus)
+		r.Get("/quota", s.handleQuota)
+		r.Put("/quota", s.handleQuota)
 	})
 	// Clients without wildcard DNS reach a tenant by path prefix.
 	r.With(slugFromPath).Mount("/t/{slug}", s.tenant)

@@ -63,6 +63,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		Projects:   tenantdb.NewProjectService(store),
 		Tasks:      tenantdb.NewTaskService(store),
 		CacheStats: store.Cache().Stats,
+		Quota:      store,
 	})
 	ts := httptest.NewServer(h) // listens on 127.0.0.1:0
 	t.Cleanup(func() {

@@ -92,3 +92,27 @@ func (s *Server) handleMove(w http.ResponseWriter, r *http.Request) {
 		"content_hash": st.Hash, "pause_ms": float64(st.Pause.Microseconds()) / 1000,
 	}})
 }
+
+// handleQuota serves GET and PUT /api/operator/quota {"tenant_max_bytes"}:
+// the storage quota of each tenant file, changed without a restart.
+func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Quota == nil {
+		s.writeError(w, r, silo.Errorf(silo.ENOTFOUND, "No such route."))
+		return
+	}
+	if r.Method == http.MethodPut {
+		var req struct {
+			TenantMaxBytes *int64 `json:"tenant_max_bytes"`
+		}
+		if err := decodeJSON(w, r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if req.TenantMaxBytes == nil || *req.TenantMaxBytes < 0 {
+			s.writeError(w, r, silo.Errorf(silo.EINVALID, "tenant_max_bytes must be a number of bytes, 0 for no quota."))
+			return
+		}
+		s.deps.Quota.SetTenantMaxBytes(*req.TenantMaxBytes)
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"tenant_max_bytes": s.deps.Quota.TenantMaxBytes()})
+}

@@ -33,6 +33,7 @@ const (
 	ETENANTBUSY      = "tenant_busy"
 	ETENANTMOVING    = "tenant_moving"
 	ETENANTRESTORING = "tenant_restoring"
+	EQUOTA           = "quota_exceeded"
 	ESCHEMAAHEAD     = "tenant_schema_ahead"
 	ERATELIMITED     = "rate_limited"
 )

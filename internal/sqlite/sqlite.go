@@ -152,6 +152,8 @@ func FormatError(err error) error {
 		switch se.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return silo.Errorf(silo.ECONFLICT, "Already exists.")
+		case sqlite3.SQLITE_FULL:
+			return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
 		}
 	}
 	return err

@@ -22,7 +22,7 @@ func (s *ProjectService) CreateProject(ctx context.Context, name string) (*silo.
 		return nil, err
 	}
 	var p *silo.Project
-	err = s.store.withScope(ctx, func(sc *scope) error {
+	err = s.store.withWrite(ctx, func(sc *scope) error {
 		now := nowMilli()
 		row, err := sc.q.CreateProject(ctx, tenantsql.CreateProjectParams{
 			ID: newID(), TenantID: sc.tenantID, Name: name, CreatedAt: now, UpdatedAt: now,
@@ -96,7 +96,7 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 		arg.Archived = sql.NullInt64{Int64: boolInt(*upd.Archived), Valid: true}
 	}
 	var p *silo.Project
-	err := s.store.withScope(ctx, func(sc *scope) error {
+	err := s.store.withWrite(ctx, func(sc *scope) error {
 		arg.TenantID = sc.tenantID
 		row, err := sc.q.UpdateProject(ctx, arg)
 		if sqlite.IsUnique(err) {
@@ -112,7 +112,7 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 
 // DeleteProject deletes a project and its tasks.
 func (s *ProjectService) DeleteProject(ctx context.Context, id string) error {
-	return s.store.withScope(ctx, func(sc *scope) error {
+	return s.store.withWrite(ctx, func(sc *scope) error {
 		n, err := sc.q.DeleteProject(ctx, tenantsql.DeleteProjectParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
 			return err

@@ -15,12 +15,15 @@ import (
 )
 
 // scope is a borrowed tenant handle bound to the tenant id from the request
-// context. Services reach tenant data only through withScope, so no query
-// can run without the tenant's id or against another tenant's file.
+// context. Services reach tenant data only through withScope and withWrite,
+// so no query can run without the tenant's id or against another tenant's
+// file.
 type scope struct {
 	tenantID string
-	db       *sql.DB
-	q        *tenantsql.Queries
+	db       interface {
+		BeginTx(context.Context, *sql.TxOptions) (*sql.Tx, error)
+	}
+	q *tenantsql.Queries
 }
 
 // withScope borrows the handle of the tenant in ctx for the length of fn:
@@ -38,6 +41,45 @@ func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
 	defer release()
 	return sqlite.FormatError(fn(&scope{tenantID: string(t.ID), db: db, q: tenantsql.New(db)}))
 }
+
+// withWrite is withScope for writes: with a storage quota set, the write
+// runs on one connection whose max_page_count is the current quota, so a
+// write that would grow the file past it fails (quota_exceeded) and changes
+// nothing, and a raised quota applies to the very next write.
+func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
+	limit := s.quota.Load()
+	t := silo.TenantFromContext(ctx)
+	if limit <= 0 || t == nil || s.placement(t) != silo.StrategyDatabase {
+		return s.withScope(ctx, fn)
+	}
+	db, release, err := s.borrow(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer release()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	pages := max(1, limit/pageSize)
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count=%d", pages)); err != nil {
+		return err
+	}
+	// Give the pool back a connection without a limit.
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA max_page_count=4294967294")
+	return sqlite.FormatError(fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)}))
+}
+
+// pageSize is SQLite's default page size, which tenant files use.
+const pageSize = 4096
+
+// SetTenantMaxBytes sets the storage quota of each tenant file (0: none).
+// It applies to the next write, without a restart.
+func (s *Store) SetTenantMaxBytes(n int64) { s.quota.Store(n) }
+
+// TenantMaxBytes is the current storage quota (0: none).
+func (s *Store) TenantMaxBytes() int64 { return s.quota.Load() }
 
 // borrow admits a request to t's current placement. A move holds the
 // tenant and drains its requests before it changes the placement, so once

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/silohq/silo/internal/silo"
@@ -61,6 +62,7 @@ type Store struct {
 	moved map[silo.TenantID]silo.Strategy // placements changed by moves in this process
 
 	backup backupState
+	quota  atomic.Int64 // bytes per tenant file; 0: no quota
 }
 
 // Open prepares the tenants directory and the provisioning template.

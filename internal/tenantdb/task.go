@@ -22,7 +22,7 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.
 		return nil, err
 	}
 	var t *silo.Task
-	err = s.store.withScope(ctx, func(sc *scope) error {
+	err = s.store.withWrite(ctx, func(sc *scope) error {
 		// The project must be this tenant's: the foreign key alone would
 		// accept another tenant's project id in a shared file.
 		return sc.tx(ctx, func(q *tenantsql.Queries) error {
@@ -102,7 +102,7 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 		arg.DueAt = milliOrNull(upd.DueAt)
 	}
 	var t *silo.Task
-	err := s.store.withScope(ctx, func(sc *scope) error {
+	err := s.store.withWrite(ctx, func(sc *scope) error {
 		arg.TenantID = sc.tenantID
 		row, err := sc.q.UpdateTask(ctx, arg)
 		if err != nil {
@@ -116,7 +116,7 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 
 // DeleteTask deletes a task.
 func (s *TaskService) DeleteTask(ctx context.Context, id string) error {
-	return s.store.withScope(ctx, func(sc *scope) error {
+	return s.store.withWrite(ctx, func(sc *scope) error {
 		n, err := sc.q.DeleteTask(ctx, tenantsql.DeleteTaskParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
 			return err
