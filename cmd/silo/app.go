@@ -29,6 +29,7 @@ type Config struct {
 	MigrateOnOpen     bool
 	DefaultStrategy   string
 	TenantMaxBytes    int64
+	DeletedRetention  time.Duration
 
 	Addr            string
 	BaseDomain      string

@@ -175,3 +175,38 @@ func TestDisasterRecovery(t *testing.T) {
 		t.Fatalf("after recovery: %d %v", st, body)
 	}
 }
+
+// TestDeleteUndelete deletes a tenant through the running server (the CLI
+// refuses to act behind its back) and brings it back from its backup.
+func TestDeleteUndelete(t *testing.T) {
+	data := t.TempDir()
+	url, _ := runMain(t, "--data", data, "--operator-token", "op")
+	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"lazarus"}`)
+	if st != 201 {
+		t.Fatal(st, body)
+	}
+	tok := body["token"].(string)
+	call(t, "POST", url+"/api/projects", "lazarus.localhost", tok, `{"name":"keep me"}`)
+
+	ctx := context.Background()
+	err := run(ctx, []string{"tenants", "delete", "lazarus", "--data", data}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "server is running") {
+		t.Fatalf("delete behind the server's back: %v", err)
+	}
+	if err := run(ctx, []string{"tenants", "delete", "lazarus", "--data", data, "--server", url, "--operator-token", "op"}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := call(t, "GET", url+"/api/projects", "lazarus.localhost", tok, ""); st != 404 {
+		t.Fatalf("deleted tenant answers %d", st)
+	}
+	if st, _ := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"lazarus"}`); st != 409 {
+		t.Fatalf("slug of a deleted tenant is free during retention: %d", st)
+	}
+	if err := run(ctx, []string{"tenants", "undelete", "lazarus", "--data", data}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatalf("undelete: %v", err)
+	}
+	st, body = call(t, "GET", url+"/api/projects", "lazarus.localhost", tok, "")
+	if st != 200 || len(body["projects"].([]any)) != 1 {
+		t.Fatalf("after undelete: %d %v", st, body)
+	}
+}

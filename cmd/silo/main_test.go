@@ -192,8 +192,8 @@ func TestTenantsCommands(t *testing.T) {
 	}
 	out = syncBuffer{}
 	run(ctx, []string{"tenants", "list", "--data", data}, noEnv, &out, io.Discard)
-	if strings.Contains(out.String(), "acme") {
-		t.Fatalf("deleted tenant still listed: %s", out.String())
+	if !strings.Contains(out.String(), "deleted") {
+		t.Fatalf("deleted tenant not listed as deleted: %s", out.String())
 	}
 	if err := run(ctx, []string{"bogus"}, noEnv, io.Discard, io.Discard); exitCode(err) != 2 {
 		t.Fatalf("unknown command: %v", err)

@@ -207,3 +207,11 @@ func doOperator(e env, req *http.Request, token string) error {
 	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(raw))
 	return nil
 }
+
+func doOperatorMethod(ctx context.Context, e env, method, base, token, path string) error {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, nil)
+	if err != nil {
+		return &usageError{fmt.Sprintf("--server: %v", err)}
+	}
+	return doOperator(e, req, token)
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/server"
+	"github.com/silohq/silo/internal/silo"
 )
 
 // serveLimits are serve's bounds against slow clients and floods. They
@@ -51,6 +52,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGINT/SIGTERM waits for in-flight requests")
 	lim.flags(fs)
 	c.backupFlags(fs)
+	fs.DurationVar(&c.DeletedRetention, "deleted-retention", 7*24*time.Hour, "how long a deleted tenant's row and backup are kept (silo tenants undelete)")
 	if err := parseFlags(fs, args, e); err != nil {
 		return err
 	}
@@ -100,6 +102,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		}
 		go a.backup.RunMaintenance(ctx, time.Minute)
 	}
+	go purgeLoop(ctx, a, c.DeletedRetention)
 
 	handler := a.handler(server.Config{
 		BaseDomain:        c.BaseDomain,
@@ -148,4 +151,29 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// purgeLoop forgets, every hour, the tenants deleted longer ago than
+// retention: their backups, then their catalog rows.
+func purgeLoop(ctx context.Context, a *app, retention time.Duration) {
+	var drop func(context.Context, silo.TenantID) error
+	if a.backup != nil {
+		drop = func(ctx context.Context, id silo.TenantID) error {
+			return a.backup.DeleteReplica(ctx, string(id)+".db")
+		}
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := a.tenants.Purge(ctx, time.Now().Add(-retention), drop); err != nil {
+			a.log.Error("purge deleted tenants", "err", err)
+		} else if n > 0 {
+			a.log.Info("purged deleted tenants", "tenants", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -31,16 +31,20 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	case "create":
 		fs.StringVar(&name, "name", "", "display name (default: the slug)")
 		fs.StringVar(&strategy, "strategy", "", "placement: database or shared (default: --default-strategy)")
-	case "move":
-		fs.StringVar(&to, "to", "", "target placement: database or shared")
-		fs.StringVar(&serverURL, "server", "", "base URL of the running silo serve to move through (its operator API)")
+	case "undelete":
+		c.backupFlags(fs)
+	case "move", "delete":
+		if sub == "move" {
+			fs.StringVar(&to, "to", "", "target placement: database or shared")
+		}
+		fs.StringVar(&serverURL, "server", "", "base URL of the running silo serve to act through (its operator API)")
 		fs.StringVar(&c.OperatorToken, "operator-token", "", "the server's operator token (with --server)")
 	}
 	pos, err := interspersed(fs, args, e)
 	if err != nil {
 		return err
 	}
-	want := map[string]int{"create": 1, "delete": 1, "list": 0, "move": 1}
+	want := map[string]int{"create": 1, "delete": 1, "list": 0, "move": 1, "undelete": 1}
 	n, ok := want[sub]
 	if !ok {
 		return &usageError{fmt.Sprintf("tenants: unknown subcommand %q", sub)}
@@ -48,18 +52,22 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if len(pos) != n {
 		return &usageError{fmt.Sprintf("tenants %s: want %d argument(s), got %d", sub, n, len(pos))}
 	}
-	if sub == "move" {
-		if !silo.Strategy(to).Valid() {
+	if sub == "move" || sub == "delete" {
+		if sub == "move" && !silo.Strategy(to).Valid() {
 			return &usageError{fmt.Sprintf("tenants move: --to must be one of %v", silo.Strategies)}
 		}
 		if serverURL != "" {
+			if sub == "delete" {
+				return doOperatorMethod(ctx, e, "DELETE", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0])
+			}
 			return moveThroughServer(ctx, e, serverURL, c.OperatorToken, pos[0], to)
 		}
-		// A move must be made by the process that serves the tenant: only
-		// it can hold the tenant's requests while the rows change place.
+		// Moves and deletes must be made by the process that serves the
+		// tenant: only it can hold the tenant's requests, and close its
+		// file and backup, before the data changes place or goes.
 		unlock, err := lockDataDir(c.Data)
 		if errors.Is(err, errServing) {
-			return fmt.Errorf("%w; move through it: silo tenants move %s --to %s --server http://HOST:PORT --operator-token TOKEN", err, pos[0], to)
+			return fmt.Errorf("%w; act through it: add --server http://HOST:PORT --operator-token TOKEN", err)
 		} else if err != nil {
 			return err
 		}
@@ -105,7 +113,23 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		if err := a.tenants.Delete(ctx, pos[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "deleted tenant %s\n", pos[0])
+		fmt.Fprintf(e.stderr, "deleted tenant %s; its backup is kept for the deleted-retention period (silo tenants undelete %s)\n", pos[0], pos[0])
+	case "undelete":
+		// Restores from the replica without registering anything, so it is
+		// safe beside a running server: the file is back before the
+		// catalog says the tenant is.
+		rep, err := standaloneReplicator(&c, log)
+		if err != nil {
+			return err
+		}
+		defer rep.Close(context.WithoutCancel(ctx))
+		err = a.tenants.Undelete(ctx, pos[0], func(ctx context.Context, name, out string) error {
+			return rep.Restore(ctx, name, out, time.Time{}, 0)
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "undeleted tenant %s\n", pos[0])
 	}
 	return nil
 }

@@ -185,6 +185,7 @@ func fromRow(r catalogsql.Tenant) *silo.Tenant {
 		Status:        r.Status,
 		SchemaVersion: r.SchemaVersion,
 		MovingTo:      silo.Strategy(r.MovingTo.String),
+		DeletedAt:     optionalMilli(r.DeletedAt),
 		CreatedAt:     time.UnixMilli(r.CreatedAt).UTC(),
 		UpdatedAt:     time.UnixMilli(r.UpdatedAt).UTC(),
 	}
@@ -212,4 +213,42 @@ func (c *Catalog) FlipStrategy(ctx context.Context, id silo.TenantID, from, to s
 		return fmt.Errorf("catalog: tenant %s is no longer %s", id, from)
 	}
 	return nil
+}
+
+func optionalMilli(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+// MarkDeleted records that a tenant's data is gone; its row stays, with its
+// slug, until Purge.
+func (c *Catalog) MarkDeleted(ctx context.Context, id silo.TenantID) error {
+	return c.wq.MarkTenantDeleted(ctx, catalogsql.MarkTenantDeletedParams{DeletedAt: sqlNullInt(c.now().UnixMilli()), ID: string(id)})
+}
+
+// Undelete makes a deleted tenant active again.
+func (c *Catalog) Undelete(ctx context.Context, id silo.TenantID) error {
+	n, err := c.wq.UndeleteTenant(ctx, catalogsql.UndeleteTenantParams{UpdatedAt: c.now().UnixMilli(), ID: string(id)})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return silo.Errorf(silo.ECONFLICT, "The tenant is not deleted.")
+	}
+	return nil
+}
+
+// DeletedBefore lists tenants deleted before t.
+func (c *Catalog) DeletedBefore(ctx context.Context, t time.Time) ([]*silo.Tenant, error) {
+	rows, err := c.q.DeletedBefore(ctx, sqlNullInt(t.UnixMilli()))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*silo.Tenant, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(r)
+	}
+	return out, nil
 }

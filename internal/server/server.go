@@ -26,6 +26,7 @@ type TenantAdmin interface {
 	Create(ctx context.Context, nt tenants.NewTenant) (*silo.Tenant, string, error)
 	ListWithSizes(ctx context.Context) ([]tenants.Info, error)
 	Move(ctx context.Context, slug string, to silo.Strategy) (tenantdb.MoveStats, error)
+	Delete(ctx context.Context, slug string) error
 }
 
 // BackupAdmin reports on and restores tenants' backups.
@@ -136,6 +137,7 @@ func (s *Server) baseRouter() chi.Router {
 		r.Get("/stats", s.handleStats)
 		r.Get("/tenants", s.handleOperatorTenants)
 		r.Post("/tenants/{slug}/move", s.handleMove)
+		r.Delete("/tenants/{slug}", s.handleDeleteTenant)
 		r.Post("/tenants/{slug}/restore", s.handleRestore)
 		r.Get("/backup", s.handleBackupStatus)
 		r.Get("/quota", s.handleQuota)

@@ -116,3 +116,14 @@ func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]int64{"tenant_max_bytes": s.deps.Quota.TenantMaxBytes()})
 }
+
+// handleDeleteTenant serves DELETE /api/operator/tenants/{slug}: the
+// tenant's requests are drained, its data removed; its row and backup stay
+// for the deleted-retention period.
+func (s *Server) handleDeleteTenant(w http.ResponseWriter, r *http.Request) {
+	if err := s.deps.Admin.Delete(r.Context(), chi.URLParam(r, "slug")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": chi.URLParam(r, "slug")})
+}

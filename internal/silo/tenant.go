@@ -35,7 +35,8 @@ func (s Strategy) Valid() bool {
 // Tenant statuses. Only an active tenant is ever served.
 const (
 	TenantActive   = "active"
-	TenantDeleting = "deleting"
+	TenantDeleting = "deleting" // its data is being removed
+	TenantDeleted  = "deleted"  // data removed; row and backup kept for the retention period
 )
 
 // Tenant is one customer of the SaaS: a row in the catalog.
@@ -47,6 +48,7 @@ type Tenant struct {
 	Status        string
 	SchemaVersion int64
 	MovingTo      Strategy // set while a move is under way (the move's journal)
+	DeletedAt     time.Time // zero unless deleted
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }

@@ -201,6 +201,26 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 	return true, s.restoreInto(ctx, path, time.Time{}, 0)
 }
 
+// RestoreFile puts back the file of a tenant that has none (an undelete),
+// restoring the latest state of its replica with restore. It is for
+// processes that do not run the backup themselves (the CLI beside a
+// server): nothing is registered here.
+func (s *Store) RestoreFile(ctx context.Context, id silo.TenantID, restore func(ctx context.Context, name, out string) error) error {
+	path, err := s.Path(id)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err == nil {
+		return silo.Errorf(silo.ECONFLICT, "The tenant's file exists.")
+	}
+	release, err := s.cache.Hold(ctx, id, silo.ETENANTRESTORING)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return s.restoreWith(path, func(tmp string) error { return restore(ctx, filepath.Base(path), tmp) })
+}
+
 // RestoreInPlace replaces a database-placed tenant's file with its replica
 // as of at or txid. The tenant is held meanwhile: requests wait, then get
 // 503 tenant_restoring.
@@ -231,14 +251,22 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 // restoreInto restores the replica of path into path: into a temporary
 // file first, so a failed restore leaves the old file alone.
 func (s *Store) restoreInto(ctx context.Context, path string, at time.Time, txid uint64) error {
+	return s.restoreWith(path, func(tmp string) error {
+		return s.cfg.Backup.Restore(ctx, filepath.Base(path), tmp, at, txid)
+	})
+}
+
+// restoreWith restores into a temporary file with restore, then replaces
+// path with it.
+func (s *Store) restoreWith(path string, restore func(tmp string) error) error {
 	tmp := filepath.Join(filepath.Dir(path), ".restore-"+filepath.Base(path))
 	_ = removeFiles(tmp)
-	if err := s.cfg.Backup.Restore(ctx, filepath.Base(path), tmp, at, txid); err != nil {
+	if err := restore(tmp); err != nil {
 		_ = removeFiles(tmp)
 		return silo.Errorf(silo.ENOTFOUND, "No backup to restore: %v", err)
 	}
 	// The old file's WAL and Litestream's state describe the old history.
-	if err := errors.Join(removeFiles(path), s.cfg.Backup.RemoveLocalState(path)); err != nil {
+	if err := errors.Join(removeFiles(path), os.RemoveAll(localStateDir(path))); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -246,4 +274,9 @@ func (s *Store) restoreInto(ctx context.Context, path string, at time.Time, txid
 	}
 	_ = removeFiles(tmp)
 	return syncDir(filepath.Dir(path))
+}
+
+// localStateDir is where Litestream keeps its state beside a file.
+func localStateDir(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-litestream")
 }

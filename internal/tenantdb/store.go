@@ -203,7 +203,7 @@ func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
 	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
 	// Litestream keeps its local state beside the file, as .<file>-litestream;
 	// remove it even when this process runs without backups (the CLI).
-	return errors.Join(err, os.RemoveAll(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-litestream")))
+	return errors.Join(err, os.RemoveAll(localStateDir(path)))
 }
 
 // deleteSharedRows removes tenant id's rows from the shared file.

@@ -116,11 +116,57 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	return s.finishDelete(ctx, t.ID)
 }
 
+// finishDelete removes a tenant's data and marks it deleted. Its row stays
+// (its slug stays taken, its backup kept) until Purge, so Undelete can
+// bring it back.
 func (s *Service) finishDelete(ctx context.Context, id silo.TenantID) error {
 	if err := s.store.Remove(ctx, id); err != nil {
 		return fmt.Errorf("remove tenant file: %w", err)
 	}
-	return s.catalog.DeleteTenant(ctx, id)
+	return s.catalog.MarkDeleted(ctx, id)
+}
+
+// Undelete brings back a deleted tenant placed in its own file, from the
+// latest state of its backup (restore). Tenants placed in shared.db cannot
+// be undeleted: their rows are backed up only as part of shared.db.
+func (s *Service) Undelete(ctx context.Context, slug string, restore func(ctx context.Context, name, out string) error) error {
+	t, err := s.catalog.TenantBySlugAnyStatus(ctx, slug)
+	if err != nil {
+		return err
+	}
+	if t.Status != silo.TenantDeleted {
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is not deleted.", slug)
+	}
+	if t.Strategy != silo.StrategyDatabase {
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q was placed %q; only tenants in their own file can be undeleted.", slug, t.Strategy)
+	}
+	if err := s.store.RestoreFile(ctx, t.ID, restore); err != nil {
+		return err
+	}
+	return s.catalog.Undelete(ctx, t.ID)
+}
+
+// Purge forgets tenants deleted before cutoff: their backups (dropReplica,
+// if not nil) and then their rows, which frees their slugs.
+func (s *Service) Purge(ctx context.Context, cutoff time.Time, dropReplica func(ctx context.Context, id silo.TenantID) error) (int, error) {
+	ts, err := s.catalog.DeletedBefore(ctx, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range ts {
+		if dropReplica != nil {
+			if err := dropReplica(ctx, t.ID); err != nil {
+				s.log.Warn("purge: drop backup", "tenant", t.Slug, "err", err)
+				continue
+			}
+		}
+		if err := s.catalog.DeleteTenant(ctx, t.ID); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // List returns every tenant.

@@ -31,3 +31,13 @@ UPDATE tenants SET moving_to = ?, updated_at = ? WHERE id = ?;
 -- The commit point of a move: the new placement, and the journal cleared.
 UPDATE tenants SET strategy = @strategy, moving_to = NULL, updated_at = @updated_at
 WHERE id = @id AND strategy = @from_strategy;
+
+-- name: MarkTenantDeleted :exec
+UPDATE tenants SET status = 'deleted', deleted_at = @deleted_at, updated_at = @deleted_at WHERE id = @id;
+
+-- name: UndeleteTenant :execrows
+UPDATE tenants SET status = 'active', deleted_at = NULL, updated_at = @updated_at
+WHERE id = @id AND status = 'deleted';
+
+-- name: DeletedBefore :many
+SELECT * FROM tenants WHERE status = 'deleted' AND deleted_at < ? ORDER BY deleted_at;

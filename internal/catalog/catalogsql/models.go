@@ -35,6 +35,7 @@ type Tenant struct {
 	CreatedAt     int64
 	UpdatedAt     int64
 	MovingTo      sql.NullString
+	DeletedAt     sql.NullInt64
 }
 
 type Token struct {

@@ -13,7 +13,7 @@ import (
 const createTenant = `-- name: CreateTenant :one
 INSERT INTO tenants (id, slug, name, strategy, status, schema_version, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to
+RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at
 `
 
 type CreateTenantParams struct {
@@ -49,6 +49,7 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Ten
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.MovingTo,
+		&i.DeletedAt,
 	)
 	return i, err
 }
@@ -60,6 +61,44 @@ DELETE FROM tenants WHERE id = ?
 func (q *Queries) DeleteTenant(ctx context.Context, id string) error {
 	_, err := q.db.ExecContext(ctx, deleteTenant, id)
 	return err
+}
+
+const deletedBefore = `-- name: DeletedBefore :many
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants WHERE status = 'deleted' AND deleted_at < ? ORDER BY deleted_at
+`
+
+func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([]Tenant, error) {
+	rows, err := q.db.QueryContext(ctx, deletedBefore, deletedAt)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Tenant
+	for rows.Next() {
+		var i Tenant
+		if err := rows.Scan(
+			&i.ID,
+			&i.Slug,
+			&i.Name,
+			&i.Strategy,
+			&i.Status,
+			&i.SchemaVersion,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.MovingTo,
+			&i.DeletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const flipTenantStrategy = `-- name: FlipTenantStrategy :execrows
@@ -89,7 +128,7 @@ func (q *Queries) FlipTenantStrategy(ctx context.Context, arg FlipTenantStrategy
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to FROM tenants WHERE id = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants WHERE id = ?
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -105,12 +144,13 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.MovingTo,
+		&i.DeletedAt,
 	)
 	return i, err
 }
 
 const getTenantBySlug = `-- name: GetTenantBySlug :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to FROM tenants WHERE slug = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants WHERE slug = ?
 `
 
 func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, error) {
@@ -126,6 +166,7 @@ func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, err
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.MovingTo,
+		&i.DeletedAt,
 	)
 	return i, err
 }
@@ -158,7 +199,7 @@ func (q *Queries) ListTenantIDs(ctx context.Context) ([]string, error) {
 }
 
 const listTenants = `-- name: ListTenants :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to FROM tenants ORDER BY slug
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants ORDER BY slug
 `
 
 func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
@@ -180,6 +221,7 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.MovingTo,
+			&i.DeletedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -192,6 +234,20 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const markTenantDeleted = `-- name: MarkTenantDeleted :exec
+UPDATE tenants SET status = 'deleted', deleted_at = ?1, updated_at = ?1 WHERE id = ?2
+`
+
+type MarkTenantDeletedParams struct {
+	DeletedAt sql.NullInt64
+	ID        string
+}
+
+func (q *Queries) MarkTenantDeleted(ctx context.Context, arg MarkTenantDeletedParams) error {
+	_, err := q.db.ExecContext(ctx, markTenantDeleted, arg.DeletedAt, arg.ID)
+	return err
 }
 
 const setTenantMovingTo = `-- name: SetTenantMovingTo :exec
@@ -237,4 +293,22 @@ type SetTenantStatusParams struct {
 func (q *Queries) SetTenantStatus(ctx context.Context, arg SetTenantStatusParams) error {
 	_, err := q.db.ExecContext(ctx, setTenantStatus, arg.Status, arg.UpdatedAt, arg.ID)
 	return err
+}
+
+const undeleteTenant = `-- name: UndeleteTenant :execrows
+UPDATE tenants SET status = 'active', deleted_at = NULL, updated_at = ?1
+WHERE id = ?2 AND status = 'deleted'
+`
+
+type UndeleteTenantParams struct {
+	UpdatedAt int64
+	ID        string
+}
+
+func (q *Queries) UndeleteTenant(ctx context.Context, arg UndeleteTenantParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, undeleteTenant, arg.UpdatedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }

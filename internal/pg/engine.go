@@ -1,0 +1,255 @@
+// Package pg is Silo's PostgreSQL engine: the `schema` placement (one
+// PostgreSQL schema per tenant, reached with a transaction-local
+// search_path) and the `pgshared` placement (shared tables guarded by
+// Row-Level Security on tenant_id, keyed by a transaction-local
+// app.tenant_id). Its ProjectService and TaskService have the method sets
+// of internal/server's interfaces, so the HTTP layer cannot tell the
+// engines apart.
+//
+// # Roles
+//
+// The app connects as a plain role: not a superuser, without BYPASSRLS, and
+// not the owner of the shared tables (Open refuses any other, because RLS
+// would not bind it). An administrator creates that role once and runs
+// Setup, which creates the shared schema, tables and policies as the admin
+// and grants the app role only what it needs:
+//
+//	CREATE ROLE silo_app LOGIN PASSWORD '…';   -- NOSUPERUSER NOBYPASSRLS by default
+//	-- then, as an owner of the database (e.g. `silo`):
+//	pg.Setup(ctx, "postgres://silo:…@host/silo", "silo_app", pg.Config{})
+//
+// which amounts to:
+//
+//	CREATE SCHEMA silo_shared;                        -- owned by the admin
+//	-- schema/postgres/shared/*.sql in it: tables, ENABLE + FORCE ROW LEVEL SECURITY,
+//	-- policies USING / WITH CHECK (tenant_id = current_setting('app.tenant_id', true))
+//	GRANT USAGE ON SCHEMA silo_shared TO silo_app;
+//	GRANT SELECT, INSERT, UPDATE, DELETE ON silo_shared.projects, silo_shared.tasks TO silo_app;
+//	GRANT CREATE ON DATABASE silo TO silo_app;        -- to create tenants' schemas
+//
+// Tenants' own schemas are created and migrated by the app role at signup
+// (CreateSchemaTenant), so the app owns them: for `schema` the wall is the
+// search_path of each transaction plus the tenant_id filter in every query.
+//
+// # Requests
+//
+// Every call runs in one transaction that first sets, with set_config(...,
+// true) (exactly SET LOCAL), both search_path (the tenant's schema, or the
+// shared one) and app.tenant_id. Both revert when the transaction ends,
+// committed or not, so a pooled connection, or a PgBouncer in transaction
+// mode, never carries one tenant's path or id into another's request.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/schema"
+)
+
+// The PostgreSQL placements. (They join silo.Strategies when the engine is
+// wired into routing.)
+const (
+	StrategySchema   silo.Strategy = "schema"   // one PostgreSQL schema per tenant
+	StrategyPGShared silo.Strategy = "pgshared" // shared tables under Row-Level Security
+)
+
+// DefaultSharedSchema is where the `pgshared` tables live unless
+// Config.SharedSchema says otherwise.
+const DefaultSharedSchema = "silo_shared"
+
+// tenantSetting is the setting the shared tables' policies compare
+// tenant_id with.
+const tenantSetting = "app.tenant_id"
+
+// Config holds the engine's settings.
+type Config struct {
+	SharedSchema string // schema of the pgshared tables; "" is DefaultSharedSchema
+	MaxConns     int32  // pool size; 0 keeps pgxpool's default (or the URL's pool_max_conns)
+}
+
+func (c Config) sharedSchema() string {
+	if c.SharedSchema == "" {
+		return DefaultSharedSchema
+	}
+	return c.SharedSchema
+}
+
+// Engine is a pool of connections to one PostgreSQL database, serving
+// tenants of both PostgreSQL placements.
+type Engine struct {
+	pool       *pgxpool.Pool
+	shared     string     // quoted shared schema
+	sharedName string     // its plain name
+	tenant     migrations // schema/postgres/tenant
+}
+
+// Open connects to url as the app role and checks that Row-Level Security
+// binds that role: a superuser, a BYPASSRLS role or the owner of the shared
+// tables is refused.
+func Open(ctx context.Context, url string, cfg Config) (*Engine, error) {
+	ms, err := parseMigrations(schema.PostgresTenant())
+	if err != nil {
+		return nil, err
+	}
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	e := &Engine{
+		pool:       pool,
+		shared:     pgx.Identifier{cfg.sharedSchema()}.Sanitize(),
+		sharedName: cfg.sharedSchema(),
+		tenant:     ms,
+	}
+	if err := e.checkRole(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// checkRole refuses a role that Row-Level Security would not bind.
+func (e *Engine) checkRole(ctx context.Context) error {
+	var role string
+	var bypass, owns bool
+	err := e.pool.QueryRow(ctx, `
+		SELECT current_user, r.rolsuper OR r.rolbypassrls,
+		       EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		               WHERE n.nspname = $1 AND c.relowner = r.oid)
+		FROM pg_roles r WHERE r.rolname = current_user`, e.sharedName).Scan(&role, &bypass, &owns)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if bypass {
+		return fmt.Errorf("postgres: role %q is a superuser or has BYPASSRLS, so row-level security would not bind it; connect as a plain role (see pg.Setup)", role)
+	}
+	if owns {
+		return fmt.Errorf("postgres: role %q owns tables in schema %q; the app must not own the tables its policies guard (see pg.Setup)", role, e.sharedName)
+	}
+	return nil
+}
+
+// Close closes the pool, waiting for borrowed connections.
+func (e *Engine) Close() { e.pool.Close() }
+
+// Latest is the schema version this build's tenant migrations reach.
+func (e *Engine) Latest() int64 { return e.tenant.latest() }
+
+// idRE is what a tenant id must look like before it names a schema: a
+// second check behind the rule that ids are only generated by Silo. The
+// bound keeps "tenant_" + id within PostgreSQL's 63-byte identifiers, which
+// it would otherwise truncate silently.
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,55}$`)
+
+// SchemaName returns the (unquoted) schema of tenant id: derived from the
+// immutable id alone, never from the slug, so renames cannot move it.
+func SchemaName(id silo.TenantID) (string, error) {
+	if !idRE.MatchString(string(id)) {
+		return "", silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+	}
+	return "tenant_" + string(id), nil
+}
+
+// CreateSchemaTenant creates tenant id's schema and migrates it to the
+// latest version, in one transaction: a failure leaves no schema behind.
+// It is idempotent, so a retried signup finishes what a failed one began.
+func (e *Engine) CreateSchemaTenant(ctx context.Context, id silo.TenantID) error {
+	_, _, err := e.MigrateSchemaTenant(ctx, id, e.Latest())
+	return err
+}
+
+// MigrateSchemaTenant moves tenant id's schema to version target (up or
+// down) in one transaction, creating the schema if it does not exist.
+func (e *Engine) MigrateSchemaTenant(ctx context.Context, id silo.TenantID, target int64) (from, to int64, err error) {
+	name, err := SchemaName(id)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		from, to, err = e.tenant.migrate(ctx, tx, name, target)
+		return err
+	})
+	if err != nil {
+		return from, from, err
+	}
+	return from, to, nil
+}
+
+// SchemaVersion returns the version of tenant id's schema; 0 if it has none.
+func (e *Engine) SchemaVersion(ctx context.Context, id silo.TenantID) (int64, error) {
+	name, err := SchemaName(id)
+	if err != nil {
+		return 0, err
+	}
+	return version(ctx, e.pool, name)
+}
+
+// DropTenant deletes every row of tenant id in placement p: its whole
+// schema for `schema`, its rows in the shared tables for `pgshared`. It is
+// idempotent.
+func (e *Engine) DropTenant(ctx context.Context, id silo.TenantID, p silo.Strategy) error {
+	switch p {
+	case StrategySchema:
+		name, err := SchemaName(id)
+		if err != nil {
+			return err
+		}
+		_, err = e.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+		return err
+	case StrategyPGShared:
+		// Under RLS the app can delete only the tenant it is set to.
+		t := &silo.Tenant{ID: id, Strategy: p}
+		return e.withScope(silo.NewContextWithTenant(ctx, t), func(sc *scope) error {
+			if err := sc.q.DeleteTenantTasks(ctx, sc.tenantID); err != nil {
+				return err
+			}
+			return sc.q.DeleteTenantProjects(ctx, sc.tenantID)
+		})
+	}
+	return fmt.Errorf("postgres: %q is not a PostgreSQL placement", p)
+}
+
+// formatError translates PostgreSQL errors that have a meaning for the API;
+// others pass through, to be answered as internal errors.
+func formatError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return silo.Errorf(silo.ENOTFOUND, "Not found.")
+	case isUnique(err):
+		return silo.Errorf(silo.ECONFLICT, "Already exists.")
+	}
+	return err
+}
+
+// PostgreSQL error codes (SQLSTATE) the engine gives a meaning.
+const (
+	codeUniqueViolation     = "23505"
+	codeForeignKeyViolation = "23503"
+	codeUndefinedTable      = "42P01"
+)
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func isUnique(err error) bool { return pgCode(err) == codeUniqueViolation }

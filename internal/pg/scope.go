@@ -1,0 +1,85 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/silohq/silo/internal/pg/pgsql"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
+)
+
+// scope is one request's transaction, bound to the tenant from the request
+// context: its search_path and app.tenant_id are that tenant's, and its
+// queries carry that tenant's id.
+type scope struct {
+	tenantID string
+	q        *pgsql.Queries
+}
+
+// setScope sets both settings for the rest of the transaction only
+// (set_config's third argument is SET LOCAL), in one round trip. pg_temp
+// goes last so that no temporary table can shadow a tenant's.
+const setScope = "SELECT set_config('search_path', $1, true), set_config('" + tenantSetting + "', $2, true)"
+
+// withScope runs fn in a transaction of the tenant in ctx. This is the one
+// path from a request to tenant data in PostgreSQL: no query runs without
+// the tenant's search_path, app.tenant_id and id.
+func (e *Engine) withScope(ctx context.Context, fn func(sc *scope) error) error {
+	t := silo.TenantFromContext(ctx)
+	if t == nil {
+		return silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
+	}
+	var path string
+	switch t.Strategy {
+	case StrategySchema:
+		name, err := SchemaName(t.ID)
+		if err != nil {
+			return err
+		}
+		path = pgx.Identifier{name}.Sanitize()
+	case StrategyPGShared:
+		path = e.shared
+	default:
+		return fmt.Errorf("tenant %s: placement %q is not PostgreSQL's", t.ID, t.Strategy)
+	}
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, setScope, path+", pg_temp", string(t.ID)); err != nil {
+			return err
+		}
+		return fn(&scope{tenantID: string(t.ID), q: pgsql.New(tx)})
+	})
+	if t.Strategy == StrategySchema && pgCode(err) == codeUndefinedTable {
+		// The catalog knows the tenant but its schema is gone (or was
+		// never created): as for a missing SQLite file.
+		return silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+	}
+	return formatError(err)
+}
+
+// newID returns an opaque, time-ordered id (UUIDv7), as tenantdb does.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func nowMilli() int64 { return time.Now().UnixMilli() }
+
+func fromMilli(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// pageArgs validates a page as tenantdb does, with its cursor format, so a
+// cursor means the same on either engine.
+func pageArgs(p silo.Page) (after string, limit int32, err error) {
+	after, err = tenantdb.DecodeCursor(p.Cursor)
+	if err != nil {
+		return "", 0, err
+	}
+	n := p.Limit
+	if n == 0 {
+		n = silo.DefaultPageLimit
+	}
+	if n < 1 || n > silo.MaxPageLimit {
+		return "", 0, silo.Errorf(silo.EINVALIDLIMIT, "The limit must be between 1 and %d.", silo.MaxPageLimit)
+	}
+	return after, int32(n), nil
+}
