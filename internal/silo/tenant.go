@@ -47,7 +47,7 @@ type Tenant struct {
 	Strategy      Strategy
 	Status        string
 	SchemaVersion int64
-	MovingTo      Strategy // set while a move is under way (the move's journal)
+	MovingTo      Strategy  // set while a move is under way (the move's journal)
 	DeletedAt     time.Time // zero unless deleted
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
