@@ -210,3 +210,68 @@ func TestDeleteUndelete(t *testing.T) {
 		t.Fatalf("after undelete: %d %v", st, body)
 	}
 }
+
+// TestReplicaOutage breaks the replica (its directory becomes a file) while
+// tenants are written and evicted: no request fails because of it, and once
+// the replica is back every tenant's backup catches up with its file.
+func TestReplicaOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: waits for the backup retry loop")
+	}
+	replica := filepath.Join(t.TempDir(), "replica")
+	yml := filepath.Join(t.TempDir(), "litestream.yml")
+	os.WriteFile(yml, []byte(fmt.Sprintf(`dbs:
+  - path: data/catalog.db
+    replica:
+      url: file://%s/catalog.db
+  - dir: data/tenants
+    pattern: "*.db"
+    replica:
+      url: file://%s/tenants
+`, replica, replica)), 0o600)
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data, "--litestream", yml, "--max-open-tenants", "2", "--signup-rate", "0")
+	tokens := map[string]string{}
+	for i := range 5 {
+		slug := fmt.Sprintf("o%d", i)
+		_, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
+		tokens[slug] = body["token"].(string)
+		call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"before"}`)
+	}
+	// The outage.
+	if err := os.Rename(replica, replica+".away"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(replica, []byte("not a directory"), 0o600)
+	for round := range 3 {
+		for slug, tok := range tokens {
+			start := time.Now()
+			st, body := call(t, "POST", url+"/api/projects", slug+".localhost", tok, fmt.Sprintf(`{"name":"during-%d"}`, round))
+			if st != 201 {
+				t.Fatalf("write during the outage: %d %v", st, body)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("a write took %s during the outage", d)
+			}
+		}
+	}
+	// The replica comes back; give the retry loop a turn, then stop.
+	os.Remove(replica)
+	if err := os.Rename(replica+".away", replica); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(7 * time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	for slug, live := range tenantFiles(t, data) {
+		p := filepath.Join(out, slug+".db")
+		if err := run(context.Background(), []string{"restore", slug, "--to", p, "--data", data, "--litestream", yml}, noEnv, io.Discard, io.Discard); err != nil {
+			t.Fatalf("restore %s: %v", slug, err)
+		}
+		if got, want := rows(t, p), rows(t, live); got != want {
+			t.Fatalf("%s: backup behind the file after the outage:\n%s\nlive:\n%s", slug, got, want)
+		}
+	}
+}
