@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -28,7 +29,7 @@ func Setup(ctx context.Context, adminURL, appRole string, cfg Config) error {
 
 	var bypass bool
 	err = conn.QueryRow(ctx, "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = $1", appRole).Scan(&bypass)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres setup: role %q does not exist; create it first (CREATE ROLE %s LOGIN PASSWORD '…')", appRole, appRole)
 	} else if err != nil {
 		return fmt.Errorf("postgres setup: %w", err)
