@@ -38,6 +38,12 @@
 // shared one) and app.tenant_id. Both revert when the transaction ends,
 // committed or not, so a pooled connection, or a PgBouncer in transaction
 // mode, never carries one tenant's path or id into another's request.
+//
+// pgx caches prepared statements per connection, across tenants.
+// PostgreSQL re-parses a prepared statement when search_path has changed
+// since its last use, so each tenant's statement reads its own tables; if
+// two schemas were at versions with different columns, the statement fails
+// ("cached plan must not change result type") rather than misreading rows.
 package pg
 
 import (

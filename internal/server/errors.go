@@ -35,6 +35,7 @@ var statuses = map[string]int{
 	silo.ETENANTMOVING:    http.StatusServiceUnavailable,
 	silo.ETENANTRESTORING: http.StatusServiceUnavailable,
 	silo.EQUOTA:           http.StatusInsufficientStorage,
+	silo.ESTORAGE:         http.StatusServiceUnavailable,
 	silo.ESCHEMAAHEAD:     http.StatusServiceUnavailable,
 	silo.EINTERNAL:        http.StatusInternalServerError,
 }
@@ -76,6 +77,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			}
 			s.log.Error("internal error", attrs...)
 		}
+	}
+	if code == silo.ESTORAGE {
+		attrs := []any{"err", err, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context())}
+		if t := silo.TenantFromContext(r.Context()); t != nil {
+			attrs = append(attrs, "tenant", t.ID)
+		}
+		s.log.Warn("tenant storage failing", attrs...)
 	}
 	msg := silo.ErrorMessage(err)
 	if code == silo.EUNAVAILABLE && msg == "Internal error." {

@@ -155,8 +155,30 @@ func FormatError(err error) error {
 		case sqlite3.SQLITE_FULL:
 			return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
 		}
+		// The file cannot be written or read (made read-only, disk error,
+		// gone): the tenant is unavailable, not the request wrong; the
+		// wrapped error keeps the detail for the log.
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM:
+			return &storageError{err}
+		}
 	}
 	return err
+}
+
+// storageError is a failure of a tenant's file: it answers as
+// silo.ESTORAGE and keeps the driver's error for the logs.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return "storage: " + e.err.Error() }
+func (e *storageError) Unwrap() []error {
+	return []error{silo.Errorf(silo.ESTORAGE, "The tenant's storage is unavailable; retry later."), e.err}
+}
+
+// IsStorage reports whether err is a failure of the file itself.
+func IsStorage(err error) bool {
+	var se *storageError
+	return errors.As(err, &se)
 }
 
 // IsUnique reports whether err is a unique-constraint violation.

@@ -66,6 +66,7 @@ type entry struct {
 	refs     int
 	elem     *list.Element
 	lastUsed time.Time
+	stale    bool // its file failed: close it once nobody uses it
 }
 
 // hold keeps a tenant's handle closed and its requests waiting while an
@@ -243,8 +244,26 @@ func (c *Cache) releaser(e *entry) func() {
 func (c *Cache) unref(e *entry) {
 	c.mu.Lock()
 	e.refs--
+	if e.stale && e.refs == 0 && c.entries[e.id] == e {
+		c.removeLocked(e)
+	}
 	c.evictLocked()
 	c.mu.Unlock()
+}
+
+// Discard marks tenant id's handle as failed (its file was made read-only,
+// or failed to read): it is closed as soon as no request uses it, so that
+// the next request opens the file afresh instead of reusing a handle that
+// SQLite may have opened read-only.
+func (c *Cache) Discard(id silo.TenantID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[id]; e != nil {
+		e.stale = true
+		if e.refs == 0 && isReady(e) {
+			c.removeLocked(e)
+		}
+	}
 }
 
 func (c *Cache) waitHold(ctx context.Context, h *hold) error {

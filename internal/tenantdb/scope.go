@@ -39,7 +39,17 @@ func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
 		return err
 	}
 	defer release()
-	return sqlite.FormatError(fn(&scope{tenantID: string(t.ID), db: db, q: tenantsql.New(db)}))
+	return s.check(t, fn(&scope{tenantID: string(t.ID), db: db, q: tenantsql.New(db)}))
+}
+
+// check formats a service's error and, if the tenant's file itself failed,
+// discards its handle so the next request reopens the file.
+func (s *Store) check(t *silo.Tenant, err error) error {
+	err = sqlite.FormatError(err)
+	if sqlite.IsStorage(err) && s.placement(t) == silo.StrategyDatabase {
+		s.cache.Discard(t.ID)
+	}
+	return err
 }
 
 // withWrite is withScope for writes: with a storage quota set, the write
@@ -68,7 +78,7 @@ func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
 	}
 	// Give the pool back a connection without a limit.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA max_page_count=4294967294")
-	return sqlite.FormatError(fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)}))
+	return s.check(t, fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)}))
 }
 
 // pageSize is SQLite's default page size, which tenant files use.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -266,10 +265,10 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 		if s.cfg.Backup != nil {
 			s.addPending(id) // unregistered later, under a hold
 		}
-		if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "unable to open database file") {
+		if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
 			err = silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
 		}
-		return nil, err
+		return nil, sqlite.FormatError(err)
 	}
 	return db, nil
 }
