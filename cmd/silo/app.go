@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/pg"
+	"github.com/silohq/silo/internal/placement"
 	"github.com/silohq/silo/internal/replication"
 	"github.com/silohq/silo/internal/server"
 	"github.com/silohq/silo/internal/silo"
@@ -29,6 +32,8 @@ type Config struct {
 	MigrateOnOpen     bool
 	DefaultStrategy   string
 	TenantMaxBytes    int64
+	Postgres          string // URL of the app role; "" keeps Silo PostgreSQL-free
+	PostgresAdmin     string // URL of an owner role, to create the shared tables
 	DeletedRetention  time.Duration
 
 	Addr            string
@@ -53,6 +58,8 @@ func (c *Config) storeFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TenantIdleTimeout, "tenant-idle-timeout", 5*time.Minute, "close a tenant file unused this long (0: never)")
 	fs.BoolVar(&c.MigrateOnOpen, "migrate-on-open", true, "migrate a tenant file that is behind on its first open; if false such a tenant answers 503 tenant_migrating")
 	fs.StringVar(&c.DefaultStrategy, "default-strategy", string(silo.StrategyDatabase), "placement of new tenants: database or shared")
+	fs.StringVar(&c.Postgres, "postgres", "", "PostgreSQL URL (a plain role, not the tables' owner) enabling the schema and pgshared placements")
+	fs.StringVar(&c.PostgresAdmin, "postgres-admin", "", "PostgreSQL URL of an owner role: at start, create or update the pgshared tables and their row-level security, and grant --postgres's role what it needs")
 	fs.Int64Var(&c.TenantMaxBytes, "tenant-max-bytes", 0, "storage quota of each tenant file in bytes; a write past it answers 507 quota_exceeded (0: none)")
 }
 
@@ -70,6 +77,7 @@ type app struct {
 	store   *tenantdb.Store
 	tenants *tenants.Service
 	backup  *replication.Replicator // nil with backups off
+	pg      *pg.Engine              // nil without --postgres
 	log     *slog.Logger
 }
 
@@ -148,12 +156,45 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		return nil, &usageError{"--tenant-max-bytes must not be negative"}
 	}
 	store.SetTenantMaxBytes(c.TenantMaxBytes)
-	return &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), backup: rep, log: log}, nil
+	a := &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), backup: rep, log: log}
+	if c.Postgres != "" {
+		if a.pg, err = openPostgres(ctx, c); err != nil {
+			a.Close(ctx)
+			return nil, err
+		}
+		a.tenants.SetPostgres(a.pg)
+	} else if strategy.Postgres() {
+		a.Close(ctx)
+		return nil, &usageError{fmt.Sprintf("--default-strategy %s needs --postgres", strategy)}
+	}
+	return a, nil
+}
+
+// openPostgres connects the PostgreSQL engine, first running its setup as
+// the owner role if --postgres-admin is given.
+func openPostgres(ctx context.Context, c *Config) (*pg.Engine, error) {
+	if c.PostgresAdmin != "" {
+		u, err := url.Parse(c.Postgres)
+		if err != nil || u.User == nil || u.User.Username() == "" {
+			return nil, &usageError{"--postgres must be a postgres:// URL naming the app's role"}
+		}
+		if err := pg.Setup(ctx, c.PostgresAdmin, u.User.Username(), pg.Config{}); err != nil {
+			return nil, fmt.Errorf("postgres setup: %w", err)
+		}
+	}
+	e, err := pg.Open(ctx, c.Postgres, pg.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return e, nil
 }
 
 // Close closes every tenant file (each syncs its backup as it closes), then
 // the catalog, then syncs the catalog's backup.
 func (a *app) Close(ctx context.Context) error {
+	if a.pg != nil {
+		a.pg.Close()
+	}
 	err := errors.Join(a.store.Close(ctx), a.catalog.Close())
 	return errors.Join(err, closeBackup(ctx, a.backup, filepath.Join(filepath.Dir(a.store.Dir()), "catalog.db")))
 }
@@ -161,11 +202,16 @@ func (a *app) Close(ctx context.Context) error {
 // handler builds the HTTP API over the app's storage; serve and bench
 // share it so that a benchmark measures exactly what serve runs.
 func (a *app) handler(cfg server.Config) http.Handler {
+	var pgProjects placement.ProjectService
+	var pgTasks placement.TaskService
+	if a.pg != nil {
+		pgProjects, pgTasks = pg.NewProjectService(a.pg), pg.NewTaskService(a.pg)
+	}
 	deps := server.Deps{
 		Directory:  a.catalog,
 		Admin:      a.tenants,
-		Projects:   tenantdb.NewProjectService(a.store),
-		Tasks:      tenantdb.NewTaskService(a.store),
+		Projects:   placement.NewProjects(tenantdb.NewProjectService(a.store), pgProjects),
+		Tasks:      placement.NewTasks(tenantdb.NewTaskService(a.store), pgTasks),
 		CacheStats: a.store.Cache().Stats,
 		Quota:      a.store,
 		Logger:     a.log,

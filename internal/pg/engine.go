@@ -59,11 +59,10 @@ import (
 	"github.com/silohq/silo/schema"
 )
 
-// The PostgreSQL placements. (They join silo.Strategies when the engine is
-// wired into routing.)
+// The PostgreSQL placements.
 const (
-	StrategySchema   silo.Strategy = "schema"   // one PostgreSQL schema per tenant
-	StrategyPGShared silo.Strategy = "pgshared" // shared tables under Row-Level Security
+	StrategySchema   = silo.StrategySchema   // one PostgreSQL schema per tenant
+	StrategyPGShared = silo.StrategyPGShared // shared tables under Row-Level Security
 )
 
 // DefaultSharedSchema is where the `pgshared` tables live unless

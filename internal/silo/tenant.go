@@ -17,10 +17,15 @@ type Strategy string
 const (
 	StrategyDatabase Strategy = "database" // one SQLite file per tenant
 	StrategyShared   Strategy = "shared"   // rows in data/shared.db, keyed by tenant_id
+	StrategySchema   Strategy = "schema"   // one PostgreSQL schema per tenant (needs --postgres)
+	StrategyPGShared Strategy = "pgshared" // shared PostgreSQL tables under Row-Level Security (needs --postgres)
 )
 
-// Strategies lists the placements this build can serve.
-var Strategies = []Strategy{StrategyDatabase, StrategyShared}
+// Strategies lists every placement Silo knows.
+var Strategies = []Strategy{StrategyDatabase, StrategyShared, StrategySchema, StrategyPGShared}
+
+// Postgres reports whether s lives in PostgreSQL.
+func (s Strategy) Postgres() bool { return s == StrategySchema || s == StrategyPGShared }
 
 // Valid reports whether s is a placement this build can serve.
 func (s Strategy) Valid() bool {

@@ -24,9 +24,19 @@ import (
 type Service struct {
 	catalog         *catalog.Catalog
 	store           *tenantdb.Store
+	pg              Postgres // nil without --postgres
 	defaultStrategy silo.Strategy
 	log             *slog.Logger
 }
+
+// Postgres provisions and drops tenants placed in PostgreSQL.
+type Postgres interface {
+	CreateSchemaTenant(ctx context.Context, id silo.TenantID) error
+	DropTenant(ctx context.Context, id silo.TenantID, p silo.Strategy) error
+}
+
+// SetPostgres enables the PostgreSQL placements.
+func (s *Service) SetPostgres(pg Postgres) { s.pg = pg }
 
 // New returns a Service.
 func New(c *catalog.Catalog, s *tenantdb.Store, defaultStrategy silo.Strategy, log *slog.Logger) *Service {
@@ -70,7 +80,10 @@ func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, strin
 		strategy = s.defaultStrategy
 	}
 	if !strategy.Valid() {
-		return nil, "", silo.Errorf(silo.EINVALIDSTRATEGY, "Unknown strategy %q; this server offers %q.", strategy, silo.Strategies)
+		return nil, "", silo.Errorf(silo.EINVALIDSTRATEGY, "Unknown strategy %q; the strategies are %q.", strategy, silo.Strategies)
+	}
+	if strategy.Postgres() && s.pg == nil {
+		return nil, "", silo.Errorf(silo.EINVALIDSTRATEGY, "The %q strategy needs PostgreSQL, which this server is not connected to (--postgres).", strategy)
 	}
 	// A cheap early answer for a taken slug; the unique index decides races.
 	if _, err := s.catalog.TenantBySlugAnyStatus(ctx, nt.Slug); err == nil {
@@ -86,16 +99,21 @@ func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, strin
 		Status:        silo.TenantActive,
 		SchemaVersion: s.store.Migrator().Latest(),
 	}
-	// A shared tenant needs nothing provisioned: its rows will carry its id.
-	if strategy == silo.StrategyDatabase {
+	// Shared tenants need nothing provisioned: their rows carry their id.
+	switch strategy {
+	case silo.StrategyDatabase:
 		if err := s.store.Provision(ctx, t.ID); err != nil {
 			return nil, "", fmt.Errorf("provision: %w", err)
+		}
+	case silo.StrategySchema:
+		if err := s.pg.CreateSchemaTenant(ctx, t.ID); err != nil {
+			return nil, "", fmt.Errorf("provision schema: %w", err)
 		}
 	}
 	secret, hash := catalog.NewToken()
 	if err := s.catalog.CreateTenant(ctx, t, "owner", hash); err != nil {
-		if rerr := s.store.Remove(context.WithoutCancel(ctx), t.ID); rerr != nil {
-			s.log.Error("remove file of failed signup", "tenant", t.ID, "err", rerr)
+		if rerr := s.dropData(context.WithoutCancel(ctx), t); rerr != nil {
+			s.log.Error("remove data of failed signup", "tenant", t.ID, "err", rerr)
 		}
 		return nil, "", err
 	}
@@ -113,17 +131,28 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	if err := s.catalog.SetStatus(ctx, t.ID, silo.TenantDeleting); err != nil {
 		return err
 	}
-	return s.finishDelete(ctx, t.ID)
+	return s.finishDelete(ctx, t)
+}
+
+// dropData removes a tenant's data from wherever it is placed.
+func (s *Service) dropData(ctx context.Context, t *silo.Tenant) error {
+	if t.Strategy.Postgres() {
+		if s.pg == nil {
+			return fmt.Errorf("tenant %s is in PostgreSQL, which is not connected", t.Slug)
+		}
+		return s.pg.DropTenant(ctx, t.ID, t.Strategy)
+	}
+	return s.store.Remove(ctx, t.ID)
 }
 
 // finishDelete removes a tenant's data and marks it deleted. Its row stays
 // (its slug stays taken, its backup kept) until Purge, so Undelete can
 // bring it back.
-func (s *Service) finishDelete(ctx context.Context, id silo.TenantID) error {
-	if err := s.store.Remove(ctx, id); err != nil {
-		return fmt.Errorf("remove tenant file: %w", err)
+func (s *Service) finishDelete(ctx context.Context, t *silo.Tenant) error {
+	if err := s.dropData(ctx, t); err != nil {
+		return fmt.Errorf("remove tenant data: %w", err)
 	}
-	return s.catalog.MarkDeleted(ctx, id)
+	return s.catalog.MarkDeleted(ctx, t.ID)
 }
 
 // Undelete brings back a deleted tenant placed in its own file, from the
@@ -187,6 +216,9 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 		return tenantdb.MoveStats{}, err
 	}
 	from := t.Strategy
+	if from.Postgres() || to.Postgres() {
+		return tenantdb.MoveStats{}, silo.Errorf(silo.EINVALIDSTRATEGY, "Moves to and from PostgreSQL placements are not implemented yet; database and shared move both ways.")
+	}
 	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
 		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
 		Commit:  func(ctx context.Context) error { return s.catalog.FlipStrategy(ctx, t.ID, from, to) },
@@ -243,7 +275,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	for _, t := range ts {
 		if t.Status == silo.TenantDeleting {
 			s.log.Info("finishing interrupted delete", "tenant", t.ID, "slug", t.Slug)
-			errs = append(errs, s.finishDelete(ctx, t.ID))
+			errs = append(errs, s.finishDelete(ctx, t))
 		}
 	}
 	known, err := s.catalog.TenantIDs(ctx)
