@@ -10,13 +10,13 @@ import (
 // TestAPIScenario runs the same API scenario for each placement: the
 // answers, codes and JSON must be identical.
 func TestAPIScenario(t *testing.T) {
-	for _, p := range []string{"database", "shared"} {
+	for _, p := range placements(t) {
 		t.Run(p, func(t *testing.T) { testAPIScenario(t, p) })
 	}
 }
 
 func testAPIScenario(t *testing.T, placement string) {
-	s := newStack(t, stackOpts{})
+	s := newStack(t, stackOpts{postgres: placement == "schema" || placement == "pgshared"})
 	acme := s.tenant("acme", s.signupAs("acme", placement))
 	globex := s.tenant("globex", s.signupAs("globex", placement))
 

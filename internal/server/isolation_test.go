@@ -14,17 +14,29 @@ import (
 // changes or deletes another's rows, and each tenant's data matches a model
 // of what it did.
 func TestIsolationProperty(t *testing.T) {
-	for _, placements := range [][]string{
+	populations := [][]string{
 		{"database", "database", "database", "database"},
 		{"shared", "shared", "shared", "shared"},
 		{"database", "shared", "database", "shared"},
-	} {
+	}
+	if havePostgres() {
+		populations = append(populations,
+			[]string{"schema", "schema", "pgshared", "pgshared"},
+			[]string{"database", "shared", "schema", "pgshared"})
+	} else {
+		t.Log(pgSkip)
+	}
+	for _, placements := range populations {
 		t.Run(fmt.Sprint(placements), func(t *testing.T) { testIsolation(t, placements) })
 	}
 }
 
 func testIsolation(t *testing.T, placements []string) {
-	s := newStack(t, stackOpts{capacity: 2})
+	pgNeeded := false
+	for _, p := range placements {
+		pgNeeded = pgNeeded || p == "schema" || p == "pgshared"
+	}
+	s := newStack(t, stackOpts{capacity: 2, postgres: pgNeeded})
 	nTenants, ops := len(placements), 120
 	clients := make([]*tenantClient, nTenants)
 	for i := range clients {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/pg"
+	"github.com/silohq/silo/internal/placement"
 	"github.com/silohq/silo/internal/server"
 	"github.com/silohq/silo/internal/sqlite"
 	"github.com/silohq/silo/internal/tenantdb"
@@ -33,6 +35,9 @@ type stackOpts struct {
 	operatorToken string
 	// limits, as in server.Config (0: off)
 	signupRate, tenantRate, tenantMaxInflight int
+	// postgres connects the PostgreSQL placements (the test is skipped
+	// without SILO_TEST_POSTGRES_URL).
+	postgres bool
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -55,13 +60,20 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		t.Fatal(err)
 	}
 	svc := tenants.New(cat, store, "", nil)
+	var pgProjects placement.ProjectService
+	var pgTasks placement.TaskService
+	if o.postgres {
+		e := testPostgres(t)
+		svc.SetPostgres(e)
+		pgProjects, pgTasks = pg.NewProjectService(e), pg.NewTaskService(e)
+	}
 	h := server.New(server.Config{
 		BaseDomain: "localhost", OperatorToken: o.operatorToken,
 		SignupRate: o.signupRate, TenantRate: o.tenantRate, TenantMaxInflight: o.tenantMaxInflight,
 	}, server.Deps{
 		Directory: cat, Admin: svc,
-		Projects:   tenantdb.NewProjectService(store),
-		Tasks:      tenantdb.NewTaskService(store),
+		Projects:   placement.NewProjects(tenantdb.NewProjectService(store), pgProjects),
+		Tasks:      placement.NewTasks(tenantdb.NewTaskService(store), pgTasks),
 		CacheStats: store.Cache().Stats,
 		Quota:      store,
 	})
