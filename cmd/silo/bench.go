@@ -52,6 +52,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&writeScaling, "write-scaling", false, "run only the write-scaling comparison (own files vs shared file at concurrency 1, 2, 4, 16)")
 	fs.DurationVar(&writeDur, "write-duration", 5*time.Second, "measured time per write-scaling run")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file (single runs)")
+	fs.BoolVar(&c.Backup, "backup", false, "run with continuous backup (the built-in litestream.yml, replica in the data dir), to measure its cost")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -149,6 +150,9 @@ func benchOpener(base Config, log *slog.Logger) bench.Opener {
 	return func(ctx context.Context, dir string, capacity int) (*bench.App, error) {
 		c := base
 		c.Data, c.MaxOpenTenants = dir, capacity
+		if c.Backup {
+			c.Litestream = defaultLitestream
+		}
 		a, err := openApp(ctx, &c, log)
 		if err != nil {
 			return nil, err
