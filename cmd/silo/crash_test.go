@@ -194,7 +194,13 @@ type siloProcess struct {
 // startSilo starts `silo serve` on 127.0.0.1 and waits for its address.
 func startSilo(t *testing.T, bin, data string) *siloProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", data, "--max-open-tenants", "4")
+	return startSiloArgs(t, bin, "serve", "--addr", "127.0.0.1:0", "--data", data, "--max-open-tenants", "4")
+}
+
+// startSiloArgs starts the binary with args and waits for its address.
+func startSiloArgs(t *testing.T, bin string, args ...string) *siloProcess {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	// The child sees no SILO_* settings of whoever runs the tests.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SILO_") {

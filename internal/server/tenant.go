@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"runtime"
 
 	"github.com/go-chi/chi/v5"
 
@@ -65,7 +66,10 @@ func (s *Server) handleOperatorTenants(w http.ResponseWriter, r *http.Request) {
 
 // handleStats serves GET /api/operator/stats.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"cache": s.deps.CacheStats()})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"cache":   s.deps.CacheStats(),
+		"process": map[string]any{"goroutines": runtime.NumGoroutine()},
+	})
 }
 
 // handleMove serves POST /api/operator/tenants/{slug}/move {"to"}: an
