@@ -160,7 +160,7 @@ func TestSoak(t *testing.T) {
 	go func() {
 		defer load.Done()
 		r := rand.New(rand.NewPCG(99, 1))
-		for k := 0; time.Now().Add(3*time.Second).Before(deadline); k++ {
+		for k := 0; time.Now().Add(3 * time.Second).Before(deadline); k++ {
 			time.Sleep(3 * time.Second)
 			if k%2 == 0 {
 				files, _ := filepath.Glob(filepath.Join(data, "tenants", "*.db"))
