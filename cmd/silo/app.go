@@ -163,6 +163,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 		a.tenants.SetPostgres(a.pg)
+		a.store.SetExternal(a.pg)
 	} else if strategy.Postgres() {
 		a.Close(ctx)
 		return nil, &usageError{fmt.Sprintf("--default-strategy %s needs --postgres", strategy)}
@@ -210,8 +211,8 @@ func (a *app) handler(cfg server.Config) http.Handler {
 	deps := server.Deps{
 		Directory:  a.catalog,
 		Admin:      a.tenants,
-		Projects:   placement.NewProjects(tenantdb.NewProjectService(a.store), pgProjects),
-		Tasks:      placement.NewTasks(tenantdb.NewTaskService(a.store), pgTasks),
+		Projects:   placement.NewProjects(a.store, tenantdb.NewProjectService(a.store), pgProjects),
+		Tasks:      placement.NewTasks(a.store, tenantdb.NewTaskService(a.store), pgTasks),
 		CacheStats: a.store.Cache().Stats,
 		Quota:      a.store,
 		Logger:     a.log,

@@ -28,132 +28,165 @@ type TaskService interface {
 	DeleteTask(ctx context.Context, id string) error
 }
 
-func pick[S any](ctx context.Context, sqlite, pg S, hasPG bool) (S, error) {
+// Admitter admits requests to tenants, as the SQLite store does: it knows
+// a placement that a move changed, and holds requests while a move runs.
+type Admitter interface {
+	Admit(ctx context.Context, t *silo.Tenant) (silo.Strategy, func(), error)
+}
+
+// route picks the engine of the tenant in ctx. For PostgreSQL it admits the
+// request first (so a move can hold and drain it) and returns a context
+// whose tenant carries the placement as of admission; done must be called.
+func route[S any](ctx context.Context, adm Admitter, sqlite, pg S, hasPG bool) (S, context.Context, func(), error) {
+	var zero S
 	t := silo.TenantFromContext(ctx)
 	if t == nil {
-		var zero S
-		return zero, silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
+		return zero, ctx, nil, silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
 	}
-	if t.Strategy.Postgres() {
-		if !hasPG {
-			var zero S
-			return zero, silo.Errorf(silo.EUNAVAILABLE, "This tenant lives in PostgreSQL, which this server is not connected to (--postgres).")
-		}
-		return pg, nil
+	p, leave, err := adm.Admit(ctx, t)
+	if err != nil {
+		return zero, ctx, nil, err
 	}
-	return sqlite, nil
+	if !p.Postgres() {
+		leave() // the SQLite store admits its own requests
+		return sqlite, ctx, func() {}, nil
+	}
+	if !hasPG {
+		leave()
+		return zero, ctx, nil, silo.Errorf(silo.EUNAVAILABLE, "This tenant lives in PostgreSQL, which this server is not connected to (--postgres).")
+	}
+	if p != t.Strategy {
+		moved := *t
+		moved.Strategy = p
+		ctx = silo.NewContextWithTenant(ctx, &moved)
+	}
+	return pg, ctx, leave, nil
 }
 
 // Projects routes project calls by placement.
 type Projects struct {
+	adm        Admitter
 	sqlite, pg ProjectService
 }
 
 // NewProjects returns a router; pg may be nil.
-func NewProjects(sqlite, pg ProjectService) *Projects { return &Projects{sqlite, pg} }
+func NewProjects(adm Admitter, sqlite, pg ProjectService) *Projects {
+	return &Projects{adm, sqlite, pg}
+}
 
-func (p *Projects) to(ctx context.Context) (ProjectService, error) {
-	return pick(ctx, p.sqlite, p.pg, p.pg != nil)
+func (p *Projects) to(ctx context.Context) (ProjectService, context.Context, func(), error) {
+	return route(ctx, p.adm, p.sqlite, p.pg, p.pg != nil)
 }
 
 // CreateProject routes to the tenant's engine.
 func (p *Projects) CreateProject(ctx context.Context, name string) (*silo.Project, error) {
-	s, err := p.to(ctx)
+	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return s.CreateProject(ctx, name)
 }
 
 // Project routes to the tenant's engine.
 func (p *Projects) Project(ctx context.Context, id string) (*silo.Project, error) {
-	s, err := p.to(ctx)
+	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return s.Project(ctx, id)
 }
 
 // Projects routes to the tenant's engine.
 func (p *Projects) Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error) {
-	s, err := p.to(ctx)
+	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, "", err
 	}
+	defer done()
 	return s.Projects(ctx, page, f)
 }
 
 // UpdateProject routes to the tenant's engine.
 func (p *Projects) UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error) {
-	s, err := p.to(ctx)
+	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return s.UpdateProject(ctx, id, upd)
 }
 
 // DeleteProject routes to the tenant's engine.
 func (p *Projects) DeleteProject(ctx context.Context, id string) error {
-	s, err := p.to(ctx)
+	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return s.DeleteProject(ctx, id)
 }
 
 // Tasks routes task calls by placement.
 type Tasks struct {
+	adm        Admitter
 	sqlite, pg TaskService
 }
 
 // NewTasks returns a router; pg may be nil.
-func NewTasks(sqlite, pg TaskService) *Tasks { return &Tasks{sqlite, pg} }
+func NewTasks(adm Admitter, sqlite, pg TaskService) *Tasks { return &Tasks{adm, sqlite, pg} }
 
-func (t *Tasks) to(ctx context.Context) (TaskService, error) {
-	return pick(ctx, t.sqlite, t.pg, t.pg != nil)
+func (t *Tasks) to(ctx context.Context) (TaskService, context.Context, func(), error) {
+	return route(ctx, t.adm, t.sqlite, t.pg, t.pg != nil)
 }
 
 // CreateTask routes to the tenant's engine.
 func (t *Tasks) CreateTask(ctx context.Context, projectID string, nt silo.NewTask) (*silo.Task, error) {
-	s, err := t.to(ctx)
+	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return s.CreateTask(ctx, projectID, nt)
 }
 
 // Task routes to the tenant's engine.
 func (t *Tasks) Task(ctx context.Context, id string) (*silo.Task, error) {
-	s, err := t.to(ctx)
+	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return s.Task(ctx, id)
 }
 
 // Tasks routes to the tenant's engine.
 func (t *Tasks) Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error) {
-	s, err := t.to(ctx)
+	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, "", err
 	}
+	defer done()
 	return s.Tasks(ctx, projectID, page)
 }
 
 // UpdateTask routes to the tenant's engine.
 func (t *Tasks) UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error) {
-	s, err := t.to(ctx)
+	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	return s.UpdateTask(ctx, id, upd)
 }
 
 // DeleteTask routes to the tenant's engine.
 func (t *Tasks) DeleteTask(ctx context.Context, id string) error {
-	s, err := t.to(ctx)
+	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return s.DeleteTask(ctx, id)
 }

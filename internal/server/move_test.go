@@ -12,7 +12,20 @@ import (
 // updating its rows. Every write the API acknowledged before, during and
 // after the moves is there at the end, exactly once, and no request failed.
 func TestMoveUnderConcurrentWrites(t *testing.T) {
-	s := newStack(t, stackOpts{operatorToken: "op"})
+	t.Run("sqlite", func(t *testing.T) {
+		testMoveUnderWrites(t, []string{"shared", "database", "shared", "database"}, false)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		if !havePostgres() {
+			t.Skip(pgSkip)
+		}
+		// database → schema and back, then through every placement.
+		testMoveUnderWrites(t, []string{"schema", "database", "pgshared", "shared", "schema", "database"}, true)
+	})
+}
+
+func testMoveUnderWrites(t *testing.T, route []string, postgres bool) {
+	s := newStack(t, stackOpts{operatorToken: "op", postgres: postgres})
 	c := s.tenant("acme", s.signupAs("acme", "database"))
 	other := s.tenant("other", s.signupAs("other", "shared"))
 	other.do("POST", "/api/projects", map[string]string{"name": "Apollo"})
@@ -69,7 +82,7 @@ func TestMoveUnderConcurrentWrites(t *testing.T) {
 		}()
 	}
 	var pauses []string
-	for _, to := range []string{"shared", "database", "shared", "database"} {
+	for _, to := range route {
 		time.Sleep(60 * time.Millisecond)
 		r := s.do("POST", "localhost", "/api/operator/tenants/acme/move", "op", map[string]string{"to": to})
 		if r.Status != 200 {

@@ -65,6 +65,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	if o.postgres {
 		e := testPostgres(t)
 		svc.SetPostgres(e)
+		store.SetExternal(e)
 		pgProjects, pgTasks = pg.NewProjectService(e), pg.NewTaskService(e)
 	}
 	h := server.New(server.Config{
@@ -72,8 +73,8 @@ func newStack(t *testing.T, o stackOpts) *stack {
 		SignupRate: o.signupRate, TenantRate: o.tenantRate, TenantMaxInflight: o.tenantMaxInflight,
 	}, server.Deps{
 		Directory: cat, Admin: svc,
-		Projects:   placement.NewProjects(tenantdb.NewProjectService(store), pgProjects),
-		Tasks:      placement.NewTasks(tenantdb.NewTaskService(store), pgTasks),
+		Projects:   placement.NewProjects(store, tenantdb.NewProjectService(store), pgProjects),
+		Tasks:      placement.NewTasks(store, tenantdb.NewTaskService(store), pgTasks),
 		CacheStats: store.Cache().Stats,
 		Quota:      store,
 	})

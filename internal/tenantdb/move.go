@@ -78,48 +78,48 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 	defer func() {
 		if !committed && !crashed {
 			// Roll back: the source is untouched; drop the partial target.
-			if err := s.dropPlacement(context.WithoutCancel(ctx), t.ID, to); err != nil {
+			if err := s.dropAny(context.WithoutCancel(ctx), t.ID, to); err != nil {
 				s.log.Error("roll back move", "tenant", t.ID, "err", err)
 			}
 		}
 	}()
-	src, closeSrc, err := s.openPlacement(ctx, t.ID, from)
+	src, err := s.side(ctx, t.ID, from)
 	if err != nil {
 		return st, err
 	}
-	defer closeSrc()
-	if err := s.dropPlacement(ctx, t.ID, to); err != nil { // leftovers of an earlier attempt
-		return st, err
-	}
-	if to == silo.StrategyDatabase {
-		if err := s.Provision(ctx, t.ID); err != nil {
-			return st, err
-		}
-	}
-	dst, closeDst, err := s.openPlacement(ctx, t.ID, to)
+	defer src.close()
+	dst, err := s.side(ctx, t.ID, to)
 	if err != nil {
 		return st, err
 	}
-	defer closeDst()
-	if st.Projects, st.Tasks, err = copyRows(ctx, src, dst, string(t.ID)); err != nil {
+	defer dst.close()
+	if err := dst.drop(ctx); err != nil { // leftovers of an earlier attempt
+		return st, err
+	}
+	if err := dst.prepare(ctx); err != nil {
+		return st, err
+	}
+	ps, ts, err := src.read(ctx)
+	if err != nil {
+		return st, fmt.Errorf("read source: %w", err)
+	}
+	st.Projects, st.Tasks = len(ps), len(ts)
+	if err := dst.write(ctx, ps, ts); err != nil {
 		return st, fmt.Errorf("copy: %w", err)
 	}
 	if err := hook("copied"); err != nil {
 		return st, err
 	}
-	srcHash, err := contentHash(ctx, src, string(t.ID))
+	srcHash := hashRows(ps, ts)
+	dps, dts, err := dst.read(ctx)
 	if err != nil {
-		return st, err
+		return st, fmt.Errorf("read target: %w", err)
 	}
-	dstHash, err := contentHash(ctx, dst, string(t.ID))
-	if err != nil {
-		return st, err
-	}
-	if srcHash != dstHash {
+	if dstHash := hashRows(dps, dts); srcHash != dstHash {
 		return st, fmt.Errorf("verify: content hash %s at the source, %s at the target", srcHash, dstHash)
 	}
 	st.Hash = srcHash
-	closeDst() // a new file is complete and checkpointed before the flip
+	dst.close() // a new file is complete and checkpointed before the flip
 	if err := hook("verified"); err != nil {
 		return st, err
 	}
@@ -131,13 +131,13 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 		return st, err
 	}
 	s.setPlacement(t.ID, to)
-	closeSrc()
+	src.close()
 	released = true
 	release()
 	st.Pause = time.Since(start)
 	// The source is now unreferenced; a crash before this line leaves
 	// leftovers that Cleanup removes.
-	if err := s.dropPlacement(ctx, t.ID, from); err != nil {
+	if err := src.drop(ctx); err != nil {
 		s.log.Error("remove source of a move", "tenant", t.ID, "from", from, "err", err)
 	}
 	return st, nil
@@ -191,64 +191,144 @@ func (s *Store) dropPlacement(ctx context.Context, id silo.TenantID, p silo.Stra
 	return nil
 }
 
-// copyRows copies a tenant's rows from src to dst in one transaction of
-// dst, reading src in one snapshot.
-func copyRows(ctx context.Context, src, dst *sql.DB, tenantID string) (projects, tasks int, err error) {
-	rtx, err := src.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer rtx.Rollback()
-	rq := tenantsql.New(rtx)
-	ps, err := rq.AllProjects(ctx, tenantID)
-	if err != nil {
-		return 0, 0, err
-	}
-	ts, err := rq.AllTasks(ctx, tenantID)
-	if err != nil {
-		return 0, 0, err
-	}
-	wtx, err := dst.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer wtx.Rollback()
-	wq := tenantsql.New(wtx)
-	for _, p := range ps {
-		if err := wq.InsertProjectRow(ctx, tenantsql.InsertProjectRowParams{
-			ID: p.ID, TenantID: p.TenantID, Name: p.Name, Archived: p.Archived, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
-		}); err != nil {
-			return 0, 0, err
-		}
-	}
-	for _, t := range ts {
-		if err := wq.InsertTaskRow(ctx, tenantsql.InsertTaskRowParams{
-			ID: t.ID, TenantID: t.TenantID, ProjectID: t.ProjectID, Title: t.Title, Done: t.Done,
-			DueAt: t.DueAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
-		}); err != nil {
-			return 0, 0, err
-		}
-	}
-	return len(ps), len(ts), wtx.Commit()
+// External is a placement outside SQLite (PostgreSQL's): what a move needs
+// of it. Rows travel in tenantsql's types.
+type External interface {
+	Prepare(ctx context.Context, id silo.TenantID, p silo.Strategy) error
+	Drop(ctx context.Context, id silo.TenantID, p silo.Strategy) error
+	ReadRows(ctx context.Context, id silo.TenantID, p silo.Strategy) ([]tenantsql.Project, []tenantsql.Task, error)
+	WriteRows(ctx context.Context, id silo.TenantID, p silo.Strategy, ps []tenantsql.Project, ts []tenantsql.Task) error
 }
 
-// contentHash digests every row of a tenant, table by table, in id order:
-// equal hashes mean equal row counts and equal contents.
-func contentHash(ctx context.Context, db *sql.DB, tenantID string) (string, error) {
+// SetExternal connects the PostgreSQL placements, for moves.
+func (s *Store) SetExternal(x External) { s.external = x }
+
+// side is one end of a move: a tenant's rows in one placement.
+type side struct {
+	prepare func(ctx context.Context) error
+	drop    func(ctx context.Context) error
+	read    func(ctx context.Context) ([]tenantsql.Project, []tenantsql.Task, error)
+	write   func(ctx context.Context, ps []tenantsql.Project, ts []tenantsql.Task) error
+	close   func()
+}
+
+func (s *Store) side(ctx context.Context, id silo.TenantID, p silo.Strategy) (*side, error) {
+	if p.Postgres() {
+		x := s.external
+		if x == nil {
+			return nil, silo.Errorf(silo.EINVALIDSTRATEGY, "The %q placement needs PostgreSQL (--postgres).", p)
+		}
+		return &side{
+			prepare: func(ctx context.Context) error { return x.Prepare(ctx, id, p) },
+			drop:    func(ctx context.Context) error { return x.Drop(ctx, id, p) },
+			read: func(ctx context.Context) ([]tenantsql.Project, []tenantsql.Task, error) {
+				return x.ReadRows(ctx, id, p)
+			},
+			write: func(ctx context.Context, ps []tenantsql.Project, ts []tenantsql.Task) error {
+				return x.WriteRows(ctx, id, p, ps, ts)
+			},
+			close: func() {},
+		}, nil
+	}
+	// SQLite: the shared file is always open; a tenant's own file is opened
+	// on first use, bypassing the cache (the caller holds the tenant).
+	var db *sql.DB
+	closeDB := func() {}
+	handle := func(ctx context.Context) (*sql.DB, error) {
+		if db != nil {
+			return db, nil
+		}
+		h, c, err := s.openPlacement(ctx, id, p)
+		if err != nil {
+			return nil, err
+		}
+		db, closeDB = h, c
+		return db, nil
+	}
+	return &side{
+		prepare: func(ctx context.Context) error {
+			if p == silo.StrategyDatabase {
+				return s.Provision(ctx, id)
+			}
+			return nil
+		},
+		drop: func(ctx context.Context) error {
+			closeDB()
+			db = nil
+			return s.dropPlacement(ctx, id, p)
+		},
+		read: func(ctx context.Context) ([]tenantsql.Project, []tenantsql.Task, error) {
+			h, err := handle(ctx)
+			if err != nil {
+				return nil, nil, err
+			}
+			return readRows(ctx, h, string(id))
+		},
+		write: func(ctx context.Context, ps []tenantsql.Project, ts []tenantsql.Task) error {
+			h, err := handle(ctx)
+			if err != nil {
+				return err
+			}
+			return writeRows(ctx, h, ps, ts)
+		},
+		close: func() { closeDB(); db = nil },
+	}, nil
+}
+
+// dropAny deletes a tenant's data from any placement.
+func (s *Store) dropAny(ctx context.Context, id silo.TenantID, p silo.Strategy) error {
+	sd, err := s.side(ctx, id, p)
+	if err != nil {
+		return err
+	}
+	return sd.drop(ctx)
+}
+
+// readRows reads a tenant's rows from one snapshot of an SQLite file.
+func readRows(ctx context.Context, db *sql.DB, tenantID string) ([]tenantsql.Project, []tenantsql.Task, error) {
 	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	defer tx.Rollback()
 	q := tenantsql.New(tx)
 	ps, err := q.AllProjects(ctx, tenantID)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	ts, err := q.AllTasks(ctx, tenantID)
+	return ps, ts, err
+}
+
+// writeRows inserts rows into an SQLite file in one transaction.
+func writeRows(ctx context.Context, db *sql.DB, ps []tenantsql.Project, ts []tenantsql.Task) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return "", err
+		return err
 	}
+	defer tx.Rollback()
+	q := tenantsql.New(tx)
+	for _, p := range ps {
+		if err := q.InsertProjectRow(ctx, tenantsql.InsertProjectRowParams{
+			ID: p.ID, TenantID: p.TenantID, Name: p.Name, Archived: p.Archived, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		}); err != nil {
+			return err
+		}
+	}
+	for _, t := range ts {
+		if err := q.InsertTaskRow(ctx, tenantsql.InsertTaskRowParams{
+			ID: t.ID, TenantID: t.TenantID, ProjectID: t.ProjectID, Title: t.Title, Done: t.Done,
+			DueAt: t.DueAt, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		}); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// hashRows digests a tenant's rows, table by table, in id order: equal
+// hashes mean equal row counts and equal contents.
+func hashRows(ps []tenantsql.Project, ts []tenantsql.Task) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "projects %d\n", len(ps))
 	for _, p := range ps {
@@ -258,7 +338,7 @@ func contentHash(ctx context.Context, db *sql.DB, tenantID string) (string, erro
 	for _, t := range ts {
 		fmt.Fprintf(h, "%q %q %q %q %d %v %d %d %d\n", t.ID, t.TenantID, t.ProjectID, t.Title, t.Done, t.DueAt.Valid, t.DueAt.Int64, t.CreatedAt, t.UpdatedAt)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Cleanup makes every tenant's data live in exactly one place after a
@@ -279,7 +359,7 @@ func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJourna
 		switch {
 		case t.MovingTo != "":
 			s.log.Info("rolling back an interrupted move", "tenant", t.Slug, "to", t.MovingTo)
-			if err := s.dropPlacement(ctx, t.ID, t.MovingTo); err != nil {
+			if err := s.dropAny(ctx, t.ID, t.MovingTo); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -287,7 +367,7 @@ func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJourna
 		case t.Strategy == silo.StrategyDatabase && shared[string(t.ID)]:
 			s.log.Info("removing shared rows left by a finished move", "tenant", t.Slug)
 			errs = append(errs, s.deleteSharedRows(ctx, t.ID))
-		case t.Strategy == silo.StrategyShared:
+		case t.Strategy != silo.StrategyDatabase:
 			if path, err := s.Path(t.ID); err == nil {
 				if _, err := os.Stat(path); err == nil {
 					s.log.Info("removing the file left by a finished move", "tenant", t.Slug)

@@ -193,3 +193,21 @@ func pageArgs(p silo.Page) (after string, limit int64, err error) {
 	}
 	return after, int64(n), nil
 }
+
+// Admit admits a request to a tenant whose rows are outside SQLite (its
+// placement is PostgreSQL's): it waits out holds as a borrow would and
+// counts the request, so that a move can drain it. It returns the tenant's
+// placement as of admission; call leave when the request is done.
+func (s *Store) Admit(ctx context.Context, t *silo.Tenant) (silo.Strategy, func(), error) {
+	for {
+		p := s.placement(t)
+		leave, err := s.cache.Enter(ctx, t.ID)
+		if err != nil {
+			return "", nil, err
+		}
+		if s.placement(t) == p {
+			return p, leave, nil
+		}
+		leave()
+	}
+}

@@ -60,8 +60,9 @@ type Store struct {
 	mu    sync.Mutex
 	moved map[silo.TenantID]silo.Strategy // placements changed by moves in this process
 
-	backup backupState
-	quota  atomic.Int64 // bytes per tenant file; 0: no quota
+	backup   backupState
+	quota    atomic.Int64 // bytes per tenant file; 0: no quota
+	external External     // PostgreSQL's placements, for moves; nil without
 }
 
 // Open prepares the tenants directory and the provisioning template.

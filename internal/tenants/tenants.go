@@ -216,8 +216,8 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 		return tenantdb.MoveStats{}, err
 	}
 	from := t.Strategy
-	if from.Postgres() || to.Postgres() {
-		return tenantdb.MoveStats{}, silo.Errorf(silo.EINVALIDSTRATEGY, "Moves to and from PostgreSQL placements are not implemented yet; database and shared move both ways.")
+	if (from.Postgres() || to.Postgres()) && s.pg == nil {
+		return tenantdb.MoveStats{}, silo.Errorf(silo.EINVALIDSTRATEGY, "Moves to and from PostgreSQL placements need --postgres.")
 	}
 	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
 		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
