@@ -23,6 +23,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
 	c.dataFlags(fs)
 	fs.IntVar(&opts.Concurrency, "concurrency", 4, "tenants migrated in parallel")
+	fs.StringVar(&c.Postgres, "postgres", "", "PostgreSQL URL: migrate tenants placed in their own schema too")
 	fs.StringVar(&tenantList, "tenants", "", "comma-separated slugs (default: every tenant)")
 	fs.IntVar(&opts.CanaryPct, "canary", 0, "migrate only this percentage of tenants, chosen stably by id (1-99)")
 	fs.BoolVar(&opts.ContinueOnError, "continue-on-error", false, "keep going past failed tenants")
@@ -61,6 +62,9 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	}
 	defer a.Close(context.WithoutCancel(ctx))
 	fl := fleet.New(a.catalog, a.store, filepath.Join(c.Data, "templates"), log)
+	if a.pg != nil {
+		fl.SetSchemas(a.pg)
+	}
 
 	switch sub {
 	case "up", "down":

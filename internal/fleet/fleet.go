@@ -31,13 +31,23 @@ type Files interface {
 	Migrator() *sqlite.Migrator
 }
 
+// Schemas migrates tenants placed in their own PostgreSQL schema.
+type Schemas interface {
+	MigrateSchemaTenant(ctx context.Context, id silo.TenantID, target int64) (from, to int64, err error)
+}
+
 // Fleet runs fleet operations over one data directory.
 type Fleet struct {
 	catalog *catalog.Catalog
 	files   Files
-	scratch string // directory for scratch files (expected schema hashes)
+	schemas Schemas // nil without PostgreSQL
+	scratch string  // directory for scratch files (expected schema hashes)
 	log     *slog.Logger
 }
+
+// SetSchemas makes migrations fan out over PostgreSQL schemas too, with the
+// same ledger, progress, resume and rollback as files.
+func (f *Fleet) SetSchemas(s Schemas) { f.schemas = s }
 
 // New returns a Fleet.
 func New(c *catalog.Catalog, files Files, scratchDir string, log *slog.Logger) *Fleet {
@@ -94,7 +104,7 @@ func (f *Fleet) Select(ctx context.Context, slugs []string, canaryPct int) ([]*s
 	filter := len(want) > 0
 	var out []*silo.Tenant
 	for _, t := range all {
-		if t.Status != silo.TenantActive || t.Strategy != silo.StrategyDatabase {
+		if t.Status != silo.TenantActive || !(t.Strategy == silo.StrategyDatabase || (t.Strategy == silo.StrategySchema && f.schemas != nil)) {
 			continue
 		}
 		if filter && !want[t.Slug] {
@@ -197,11 +207,12 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 // run in the ledger. A tenant already at the target costs one header read.
 func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, busy time.Duration) (silo.MigrationRun, error) {
 	run := silo.MigrationRun{Tenant: t.ID, Target: target, StartedAt: time.Now()}
-	path, err := f.files.Path(t.ID)
-	if err != nil {
+	if t.Strategy == silo.StrategySchema {
+		// One transaction per schema, as per file.
+		run.From, run.To, run.Err = f.schemas.MigrateSchemaTenant(ctx, t.ID, target)
+	} else if path, err := f.files.Path(t.ID); err != nil {
 		return run, err
-	}
-	if _, err := os.Stat(path); err != nil {
+	} else if _, err := os.Stat(path); err != nil {
 		run.Err = fmt.Errorf("tenant file: %w", err)
 	} else {
 		run.From, run.To, run.Err = f.migrateFile(ctx, path, target, busy)

@@ -69,6 +69,9 @@ func (f *Fleet) Verify(ctx context.Context, opts Options) ([]Drift, int, error) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Concurrency)
 	for _, t := range ts {
+		if t.Strategy != silo.StrategyDatabase {
+			continue // schemas are checked by their migrator's version table only
+		}
 		g.Go(func() error {
 			d := Drift{Slug: t.Slug}
 			d.Version, d.Got, d.Err = f.hashFile(gctx, t.ID)
