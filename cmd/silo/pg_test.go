@@ -17,7 +17,7 @@ import (
 
 // pgURLs gives the test its own app role and returns its URL and the
 // admin's (SILO_TEST_POSTGRES_URL), skipping without PostgreSQL.
-func pgURLs(t *testing.T) (app, admin string) {
+func pgURLs(t testing.TB) (app, admin string) {
 	t.Helper()
 	admin = os.Getenv("SILO_TEST_POSTGRES_URL")
 	if admin == "" {
