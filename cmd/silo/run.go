@@ -97,7 +97,11 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 		if set[f.Name] || err != nil {
 			return
 		}
-		if v := e.getenv(envName(f.Name)); v != "" {
+		v := e.getenv(envName(f.Name))
+		if alias := envAliases[f.Name]; v == "" && alias != "" {
+			v = e.getenv(alias)
+		}
+		if v != "" {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = &usageError{fmt.Sprintf("%s=%q: %v", envName(f.Name), v, serr)}
 			}
@@ -105,6 +109,9 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 	})
 	return err
 }
+
+// envAliases are further variables some flags answer to.
+var envAliases = map[string]string{"postgres": "SILO_POSTGRES_URL"}
 
 func envName(flagName string) string {
 	return "SILO_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
