@@ -59,8 +59,8 @@ func TestMigrationFiles(t *testing.T) {
 		t.Fatalf("%d tenant migrations, %d shared", len(tenant), len(shared))
 	}
 	for i := range tenant {
-		if tenant[i].version != shared[i].version || tenant[i].down == "" || shared[i].down == "" {
-			t.Fatalf("migration %d: tenant %+v, shared %+v", i, tenant[i].name, shared[i].name)
+		if tenant[i].Version != shared[i].Version || tenant[i].Down == "" || shared[i].Down == "" {
+			t.Fatalf("migration %d: tenant %+v, shared %+v", i, tenant[i].Name, shared[i].Name)
 		}
 	}
 	for name, src := range map[string]string{

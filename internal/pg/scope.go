@@ -67,19 +67,9 @@ func nowMilli() int64 { return time.Now().UnixMilli() }
 
 func fromMilli(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-// pageArgs validates a page as tenantdb does, with its cursor format, so a
-// cursor means the same on either engine.
+// pageArgs validates a page exactly as tenantdb does, so a cursor means
+// the same on either engine.
 func pageArgs(p silo.Page) (after string, limit int32, err error) {
-	after, err = tenantdb.DecodeCursor(p.Cursor)
-	if err != nil {
-		return "", 0, err
-	}
-	n := p.Limit
-	if n == 0 {
-		n = silo.DefaultPageLimit
-	}
-	if n < 1 || n > silo.MaxPageLimit {
-		return "", 0, silo.Errorf(silo.EINVALIDLIMIT, "The limit must be between 1 and %d.", silo.MaxPageLimit)
-	}
-	return after, int32(n), nil
+	after, n, err := tenantdb.PageArgs(p)
+	return after, int32(n), err
 }

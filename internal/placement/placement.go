@@ -10,23 +10,11 @@ import (
 	"github.com/silohq/silo/internal/silo"
 )
 
-// ProjectService is the project service every engine offers.
-type ProjectService interface {
-	CreateProject(ctx context.Context, name string) (*silo.Project, error)
-	Project(ctx context.Context, id string) (*silo.Project, error)
-	Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error)
-	UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error)
-	DeleteProject(ctx context.Context, id string) error
-}
-
-// TaskService is the task service every engine offers.
-type TaskService interface {
-	CreateTask(ctx context.Context, projectID string, nt silo.NewTask) (*silo.Task, error)
-	Task(ctx context.Context, id string) (*silo.Task, error)
-	Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error)
-	UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error)
-	DeleteTask(ctx context.Context, id string) error
-}
+// The services every engine offers.
+type (
+	ProjectService = silo.ProjectService
+	TaskService    = silo.TaskService
+)
 
 // Admitter admits requests to tenants, as the SQLite store does: it knows
 // a placement that a move changed, and holds requests while a move runs.

@@ -41,23 +41,12 @@ type Quota interface {
 	TenantMaxBytes() int64
 }
 
-// ProjectService is what the project handlers need.
-type ProjectService interface {
-	CreateProject(ctx context.Context, name string) (*silo.Project, error)
-	Project(ctx context.Context, id string) (*silo.Project, error)
-	Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error)
-	UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error)
-	DeleteProject(ctx context.Context, id string) error
-}
-
-// TaskService is what the task handlers need.
-type TaskService interface {
-	CreateTask(ctx context.Context, projectID string, nt silo.NewTask) (*silo.Task, error)
-	Task(ctx context.Context, id string) (*silo.Task, error)
-	Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error)
-	UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error)
-	DeleteTask(ctx context.Context, id string) error
-}
+// ProjectService and TaskService are what the handlers need: the
+// vocabulary's service interfaces.
+type (
+	ProjectService = silo.ProjectService
+	TaskService    = silo.TaskService
+)
 
 // Config holds the server's settings.
 type Config struct {

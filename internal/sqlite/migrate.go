@@ -1,27 +1,20 @@
 package sqlite
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/silohq/silo/internal/migration"
 )
 
-// Migration is one numbered migration: the Up and Down sections of a file
-// in goose's format (-- +goose Up / -- +goose Down), which sqlc reads too.
-type Migration struct {
-	Version int64
-	Name    string
-	Up      string
-	Down    string
-}
+// Migration is one numbered migration file.
+type Migration = migration.File
 
 // Migrator applies embedded migrations to SQLite files.
 //
@@ -44,69 +37,11 @@ type Migrator struct {
 
 // NewMigrator parses the numbered .sql files of fsys.
 func NewMigrator(fsys fs.FS) (*Migrator, error) {
-	names, err := fs.Glob(fsys, "*.sql")
+	files, err := migration.Parse(fsys)
 	if err != nil {
 		return nil, err
 	}
-	m := &Migrator{hashes: map[int64]string{}}
-	seen := map[int64]string{}
-	for _, n := range names {
-		num, _, ok := strings.Cut(n, "_")
-		v, err := strconv.ParseInt(num, 10, 64)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration %q: name must start with a positive number and '_'", n)
-		}
-		if other, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %q and %q share version %d", other, n, v)
-		}
-		seen[v] = n
-		src, err := fs.ReadFile(fsys, n)
-		if err != nil {
-			return nil, err
-		}
-		up, down, err := splitMigration(string(src))
-		if err != nil {
-			return nil, fmt.Errorf("migration %q: %w", n, err)
-		}
-		m.migrations = append(m.migrations, Migration{Version: v, Name: n, Up: up, Down: down})
-	}
-	if len(m.migrations) == 0 {
-		return nil, fmt.Errorf("no migrations")
-	}
-	sort.Slice(m.migrations, func(i, j int) bool { return m.migrations[i].Version < m.migrations[j].Version })
-	return m, nil
-}
-
-// splitMigration returns the Up and Down sections of a goose-format file.
-func splitMigration(src string) (up, down string, err error) {
-	var cur *strings.Builder
-	var upB, downB strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(src))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if d, ok := strings.CutPrefix(strings.TrimSpace(line), "-- +goose"); ok {
-			switch f := strings.Fields(d); {
-			case len(f) > 0 && f[0] == "Up":
-				cur = &upB
-			case len(f) > 0 && f[0] == "Down":
-				cur = &downB
-			case len(f) > 0 && (f[0] == "StatementBegin" || f[0] == "StatementEnd"):
-				// The whole section runs as one script; no splitting needed.
-			default:
-				return "", "", fmt.Errorf("unsupported directive %q", line)
-			}
-			continue
-		}
-		if cur != nil {
-			cur.WriteString(line)
-			cur.WriteByte('\n')
-		}
-	}
-	if strings.TrimSpace(upB.String()) == "" {
-		return "", "", fmt.Errorf("no '-- +goose Up' section")
-	}
-	return upB.String(), downB.String(), sc.Err()
+	return &Migrator{migrations: files, hashes: map[int64]string{}}, nil
 }
 
 // Latest is the version this binary's migrations reach.

@@ -54,7 +54,7 @@ func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project,
 // Projects returns a page of projects in creation order and the cursor of
 // the next page ("" after the last).
 func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error) {
-	after, limit, err := pageArgs(page)
+	after, limit, err := PageArgs(page)
 	if err != nil {
 		return nil, "", err
 	}

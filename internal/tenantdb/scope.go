@@ -179,7 +179,10 @@ func DecodeCursor(c string) (string, error) {
 	return string(b), nil
 }
 
-func pageArgs(p silo.Page) (after string, limit int64, err error) {
+// PageArgs validates a page: its cursor (DecodeCursor) and its limit
+// (default DefaultPageLimit, at most MaxPageLimit). Both engines use it, so
+// a cursor and a limit mean the same whatever the placement.
+func PageArgs(p silo.Page) (after string, limit int64, err error) {
 	after, err = DecodeCursor(p.Cursor)
 	if err != nil {
 		return "", 0, err

@@ -57,7 +57,7 @@ func (s *TaskService) Task(ctx context.Context, id string) (*silo.Task, error) {
 
 // Tasks returns a page of a project's tasks; an unknown project is ENOTFOUND.
 func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error) {
-	after, limit, err := pageArgs(page)
+	after, limit, err := PageArgs(page)
 	if err != nil {
 		return nil, "", err
 	}
