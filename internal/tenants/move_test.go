@@ -315,7 +315,10 @@ func TestMoveCrashAcrossEngines(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { e.DropTenant(context.Background(), tn.ID, silo.StrategySchema); e.DropTenant(context.Background(), tn.ID, silo.StrategyPGShared) })
+				t.Cleanup(func() {
+					e.DropTenant(context.Background(), tn.ID, silo.StrategySchema)
+					e.DropTenant(context.Background(), tn.ID, silo.StrategyPGShared)
+				})
 				w.fill(t, slug, 2, 3)
 				before := w.snapshot(t, slug)
 				if _, err := w.svc.Move(ctx, slug, to); !errors.Is(err, tenantdb.ErrSimulatedCrash) {
