@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/bench"
+	"github.com/silohq/silo/internal/pg"
+	"github.com/silohq/silo/internal/placement"
 	"github.com/silohq/silo/internal/server"
+	"github.com/silohq/silo/internal/tenantdb"
 	"github.com/silohq/silo/internal/silo"
 )
 
@@ -30,6 +33,7 @@ func runBench(ctx context.Context, e env, args []string) error {
 		writeScaling bool
 		writeDur     time.Duration
 		cpuProfile   string
+		pgTenants    int
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -52,6 +56,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.BoolVar(&writeScaling, "write-scaling", false, "run only the write-scaling comparison (own files vs shared file at concurrency 1, 2, 4, 16)")
 	fs.DurationVar(&writeDur, "write-duration", 5*time.Second, "measured time per write-scaling run")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file (single runs)")
+	fs.StringVar(&c.Postgres, "postgres", "", "PostgreSQL URL (the app's role): enables --placement schema|pgshared, and adds both to --compare")
+	fs.StringVar(&c.PostgresAdmin, "postgres-admin", "", "PostgreSQL URL of an owner role, to set up the pgshared tables first")
+	fs.IntVar(&pgTenants, "pg-tenants", 1000, "tenants in each PostgreSQL placement with --compare (a schema signup costs ~15 ms)")
 	fs.BoolVar(&c.Backup, "backup", false, "run with continuous backup (the built-in litestream.yml, replica in the data dir), to measure its cost")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +92,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer os.RemoveAll(tmp)
+		// The temp dir goes; so must the tenants it made in PostgreSQL.
+		defer dropPGTenants(context.WithoutCancel(ctx), c, tmp, log)
 		dir = tmp
 	} else {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -111,6 +120,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	switch {
 	case compare, writeScaling:
 		cc := bench.CompareConfig{Config: cfg, WriteScaling: true, WriteDuration: writeDur}
+		if c.Postgres != "" {
+			cc.PGTenants = pgTenants
+		}
 		cc.CPUProfile = nil
 		var cmp *bench.Comparison
 		if compare {
@@ -157,11 +169,41 @@ func benchOpener(base Config, log *slog.Logger) bench.Opener {
 		if err != nil {
 			return nil, err
 		}
-		return &bench.App{
+		app := &bench.App{
 			Handler: a.handler(server.Config{BaseDomain: "localhost"}),
 			Catalog: a.catalog,
 			Store:   a.store,
 			Close:   a.Close,
-		}, nil
+		}
+		if a.pg != nil {
+			app.Schemas = a.pg
+			app.Projects = placement.NewProjects(a.store, tenantdb.NewProjectService(a.store), pg.NewProjectService(a.pg))
+			app.Tasks = placement.NewTasks(a.store, tenantdb.NewTaskService(a.store), pg.NewTaskService(a.pg))
+		}
+		return app, nil
+	}
+}
+
+// dropPGTenants drops the PostgreSQL data of the tenants of a bench's data
+// dir.
+func dropPGTenants(ctx context.Context, base Config, dir string, log *slog.Logger) {
+	if base.Postgres == "" {
+		return
+	}
+	c := base
+	c.Data, c.MaxOpenTenants, c.PostgresAdmin = dir, 1, ""
+	a, err := openApp(ctx, &c, log)
+	if err != nil {
+		log.Error("bench: drop PostgreSQL tenants", "err", err)
+		return
+	}
+	defer a.Close(ctx)
+	ts, _ := a.catalog.Tenants(ctx)
+	for _, t := range ts {
+		if t.Strategy.Postgres() {
+			if err := a.pg.DropTenant(ctx, t.ID, t.Strategy); err != nil {
+				log.Error("bench: drop PostgreSQL tenant", "tenant", t.Slug, "err", err)
+			}
+		}
 	}
 }

@@ -24,6 +24,11 @@ type App struct {
 	Catalog *catalog.Catalog
 	Store   *tenantdb.Store
 	Close   func(ctx context.Context) error
+	// With PostgreSQL (nil otherwise): provisioning of `schema` tenants,
+	// and the services that route by placement, to seed them.
+	Schemas  interface{ CreateSchemaTenant(context.Context, silo.TenantID) error }
+	Projects silo.ProjectService
+	Tasks    silo.TaskService
 }
 
 // Opener opens an App on dir with a handle cache of capacity tenant files.
@@ -117,8 +122,8 @@ func (c *Config) Check() error {
 		return fmt.Errorf("zipf-s must be greater than 1")
 	case c.MaxOpenTenants < 1:
 		return fmt.Errorf("max-open-tenants must be at least 1")
-	case c.Placement != silo.StrategyDatabase && c.Placement != silo.StrategyShared:
-		return fmt.Errorf("placement must be database or shared, not %q", c.Placement)
+	case !c.Placement.Valid():
+		return fmt.Errorf("placement must be one of %v, not %q", silo.Strategies, c.Placement)
 	}
 	return nil
 }

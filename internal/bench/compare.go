@@ -20,6 +20,9 @@ type CompareConfig struct {
 	WriteTenants  int           // tenants written to; 0 means min(Tenants, 1000)
 	WriteDuration time.Duration // per level and placement; 0 means 5 s
 	WriteLevels   []int         // 0 means 1, 2, 4, 16
+	// PGTenants, if positive, adds the PostgreSQL placements (schema and
+	// pgshared) with this many tenants each; the opener must connect it.
+	PGTenants int
 }
 
 // Comparison is the outcome of Compare.
@@ -105,6 +108,19 @@ func Compare(ctx context.Context, open Opener, dir string, cfg CompareConfig) (*
 		{fitName, db[:fit], fit + 64, silo.StrategyDatabase},
 		{fmt.Sprintf("cache %d < working set", cfg.MaxOpenTenants), db, cfg.MaxOpenTenants, silo.StrategyDatabase},
 		{"shared placement", shared, cfg.MaxOpenTenants, silo.StrategyShared},
+	}
+	if cfg.PGTenants > 0 {
+		for _, p := range []silo.Strategy{silo.StrategySchema, silo.StrategyPGShared} {
+			prov, err := ensure(ctx, open, dir, f, p, cfg.PGTenants, cfg.ProvisionConcurrency, cfg.Progress)
+			out.Provisioned += prov.Created
+			out.ProvisionS += prov.Elapsed.Seconds()
+			if err != nil {
+				return nil, err
+			}
+		}
+		scenarios = append(scenarios,
+			scenario{fmt.Sprintf("schema placement (%d)", cfg.PGTenants), f.Schema[:cfg.PGTenants], cfg.MaxOpenTenants, silo.StrategySchema},
+			scenario{fmt.Sprintf("pgshared placement (%d)", cfg.PGTenants), f.PGShared[:cfg.PGTenants], cfg.MaxOpenTenants, silo.StrategyPGShared})
 	}
 	for _, sc := range scenarios {
 		c := cfg.Config

@@ -35,6 +35,8 @@ type Tenant struct {
 type Fleet struct {
 	Database []Tenant `json:"database"`
 	Shared   []Tenant `json:"shared"`
+	Schema   []Tenant `json:"schema,omitempty"`
+	PGShared []Tenant `json:"pgshared,omitempty"`
 }
 
 const fleetFile = "bench-fleet.json"
@@ -73,8 +75,13 @@ func (f *Fleet) save(dir string) error {
 }
 
 func (f *Fleet) of(p silo.Strategy) *[]Tenant {
-	if p == silo.StrategyShared {
+	switch p {
+	case silo.StrategyShared:
 		return &f.Shared
+	case silo.StrategySchema:
+		return &f.Schema
+	case silo.StrategyPGShared:
+		return &f.PGShared
 	}
 	return &f.Database
 }
@@ -117,12 +124,9 @@ func ensure(ctx context.Context, open Opener, dir string, f *Fleet, p silo.Strat
 // add nothing to what is measured later, and this is several times faster.
 func provision(ctx context.Context, app *App, p silo.Strategy, from, to, conc int, progress io.Writer) ([]Tenant, error) {
 	out := make([]Tenant, to-from)
-	projects := tenantdb.NewProjectService(app.Store)
-	tasks := tenantdb.NewTaskService(app.Store)
-	prefix := "d"
-	if p == silo.StrategyShared {
-		prefix = "s"
-	}
+	var projects silo.ProjectService = tenantdb.NewProjectService(app.Store)
+	var tasks silo.TaskService = tenantdb.NewTaskService(app.Store)
+	prefix := map[silo.Strategy]string{silo.StrategyDatabase: "d", silo.StrategyShared: "s", silo.StrategySchema: "c", silo.StrategyPGShared: "g"}[p]
 	var next, done atomic.Int64
 	next.Store(int64(from))
 	ctx, cancel := context.WithCancel(ctx)
@@ -177,7 +181,7 @@ func provision(ctx context.Context, app *App, p silo.Strategy, from, to, conc in
 	return out, nil
 }
 
-func provisionOne(ctx context.Context, app *App, projects *tenantdb.ProjectService, tasks *tenantdb.TaskService, p silo.Strategy, slug string) (Tenant, error) {
+func provisionOne(ctx context.Context, app *App, projects silo.ProjectService, tasks silo.TaskService, p silo.Strategy, slug string) (Tenant, error) {
 	t := &silo.Tenant{
 		ID:            silo.TenantID(uuid.Must(uuid.NewV7()).String()),
 		Slug:          slug,
@@ -196,6 +200,14 @@ func provisionOne(ctx context.Context, app *App, projects *tenantdb.ProjectServi
 			return Tenant{}, err
 		}
 	}
+	if p.Postgres() && app.Schemas == nil {
+		return Tenant{}, fmt.Errorf("the %s placement needs --postgres", p)
+	}
+	if p == silo.StrategySchema {
+		if err := app.Schemas.CreateSchemaTenant(ctx, t.ID); err != nil {
+			return Tenant{}, err
+		}
+	}
 	secret, hash := catalog.NewToken()
 	if err := app.Catalog.CreateTenant(ctx, t, "bench", hash); err != nil {
 		return Tenant{}, err
@@ -204,8 +216,11 @@ func provisionOne(ctx context.Context, app *App, projects *tenantdb.ProjectServi
 	if p == silo.StrategyDatabase {
 		return bt, nil
 	}
-	// The shared file has no per-tenant open to save: seed through the
-	// services, as the API would.
+	// Shared files and PostgreSQL have no per-tenant open to save: seed
+	// through the services, as the API would.
+	if app.Projects != nil {
+		projects, tasks = app.Projects, app.Tasks
+	}
 	tctx := silo.NewContextWithTenant(ctx, t)
 	for j := range seedProjects {
 		pr, err := projects.CreateProject(tctx, fmt.Sprintf("Project %d", j))
