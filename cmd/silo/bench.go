@@ -13,8 +13,8 @@ import (
 	"github.com/silohq/silo/internal/pg"
 	"github.com/silohq/silo/internal/placement"
 	"github.com/silohq/silo/internal/server"
-	"github.com/silohq/silo/internal/tenantdb"
 	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // runBench is `silo bench`: Silo in-process on 127.0.0.1:0 over a temp
@@ -74,6 +74,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	cfg.Placement = silo.Strategy(placement)
 	if err := cfg.Check(); err != nil {
 		return &usageError{"bench: " + err.Error()}
+	}
+	if cfg.Placement.Postgres() && c.Postgres == "" {
+		return &usageError{fmt.Sprintf("bench: --placement %s needs --postgres", cfg.Placement)}
 	}
 	if compare && writeScaling {
 		return &usageError{"bench: --compare already includes the write-scaling runs"}

@@ -26,7 +26,9 @@ type App struct {
 	Close   func(ctx context.Context) error
 	// With PostgreSQL (nil otherwise): provisioning of `schema` tenants,
 	// and the services that route by placement, to seed them.
-	Schemas  interface{ CreateSchemaTenant(context.Context, silo.TenantID) error }
+	Schemas interface {
+		CreateSchemaTenant(context.Context, silo.TenantID) error
+	}
 	Projects silo.ProjectService
 	Tasks    silo.TaskService
 }

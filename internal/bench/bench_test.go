@@ -178,7 +178,7 @@ func TestCheck(t *testing.T) {
 		func(c *bench.Config) { c.Mix = "reads" },
 		func(c *bench.Config) { c.Dist = "pareto" },
 		func(c *bench.Config) { c.ZipfS = 1 },
-		func(c *bench.Config) { c.Placement = "schema" },
+		func(c *bench.Config) { c.Placement = "mongo" },
 		func(c *bench.Config) { c.Concurrency = -1 },
 	} {
 		c := small()
