@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/silohq/silo/internal/pg/pgsql"
@@ -85,4 +86,23 @@ func b2i(b bool) int64 {
 		return 1
 	}
 	return 0
+}
+
+// SchemaTenants lists the tenants that have a schema of their own, from the
+// schema names (for the cleanup after an interrupted move).
+func (e *Engine) SchemaTenants(ctx context.Context) ([]silo.TenantID, error) {
+	rows, err := e.pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []silo.TenantID
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		out = append(out, silo.TenantID(strings.TrimPrefix(name, "tenant_")))
+	}
+	return out, rows.Err()
 }

@@ -364,16 +364,50 @@ func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJourna
 				continue
 			}
 			errs = append(errs, clearJournal(ctx, t.ID))
-		case t.Strategy == silo.StrategyDatabase && shared[string(t.ID)]:
-			s.log.Info("removing shared rows left by a finished move", "tenant", t.Slug)
-			errs = append(errs, s.deleteSharedRows(ctx, t.ID))
-		case t.Strategy != silo.StrategyDatabase:
-			if path, err := s.Path(t.ID); err == nil {
-				if _, err := os.Stat(path); err == nil {
-					s.log.Info("removing the file left by a finished move", "tenant", t.Slug)
-					errs = append(errs, removeFiles(path))
+		default:
+			if t.Strategy != silo.StrategyShared && shared[string(t.ID)] {
+				s.log.Info("removing shared rows left by a finished move", "tenant", t.Slug)
+				errs = append(errs, s.deleteSharedRows(ctx, t.ID))
+			}
+			if t.Strategy != silo.StrategyDatabase {
+				if path, err := s.Path(t.ID); err == nil {
+					if _, err := os.Stat(path); err == nil {
+						s.log.Info("removing the file left by a finished move", "tenant", t.Slug)
+						errs = append(errs, removeFiles(path))
+					}
 				}
 			}
+		}
+	}
+	errs = append(errs, s.cleanupSchemas(ctx, tenants))
+	return errors.Join(errs...)
+}
+
+// cleanupSchemas drops the PostgreSQL schema of a tenant that a finished
+// move took elsewhere. Only tenants the catalog knows are touched: a schema
+// of an unknown id may belong to a signup in progress in another process.
+// (Rows a finished move left in the pgshared tables are not found here: the
+// app's role cannot list other tenants' rows under row-level security.)
+func (s *Store) cleanupSchemas(ctx context.Context, tenants []*silo.Tenant) error {
+	lister, ok := s.external.(interface {
+		SchemaTenants(ctx context.Context) ([]silo.TenantID, error)
+	})
+	if !ok || s.external == nil {
+		return nil
+	}
+	ids, err := lister.SchemaTenants(ctx)
+	if err != nil {
+		return err
+	}
+	byID := make(map[silo.TenantID]*silo.Tenant, len(tenants))
+	for _, t := range tenants {
+		byID[t.ID] = t
+	}
+	var errs []error
+	for _, id := range ids {
+		if t := byID[id]; t != nil && t.Strategy != silo.StrategySchema && t.MovingTo != silo.StrategySchema {
+			s.log.Info("removing the schema left by a finished move", "tenant", t.Slug)
+			errs = append(errs, s.external.Drop(ctx, id, silo.StrategySchema))
 		}
 	}
 	return errors.Join(errs...)
