@@ -185,6 +185,7 @@ func fromRow(r catalogsql.Tenant) *silo.Tenant {
 		Status:        r.Status,
 		SchemaVersion: r.SchemaVersion,
 		MovingTo:      silo.Strategy(r.MovingTo.String),
+		DropFrom:      silo.Strategy(r.DropFrom.String),
 		DeletedAt:     optionalMilli(r.DeletedAt),
 		CreatedAt:     time.UnixMilli(r.CreatedAt).UTC(),
 		UpdatedAt:     time.UnixMilli(r.UpdatedAt).UTC(),
@@ -205,6 +206,7 @@ func (c *Catalog) SetMovingTo(ctx context.Context, id silo.TenantID, to silo.Str
 func (c *Catalog) FlipStrategy(ctx context.Context, id silo.TenantID, from, to silo.Strategy) error {
 	n, err := c.wq.FlipTenantStrategy(ctx, catalogsql.FlipTenantStrategyParams{
 		Strategy: string(to), UpdatedAt: c.now().UnixMilli(), ID: string(id), FromStrategy: string(from),
+		DropFrom: sql.NullString{String: string(from), Valid: true},
 	})
 	if err != nil {
 		return err
@@ -251,4 +253,9 @@ func (c *Catalog) DeletedBefore(ctx context.Context, t time.Time) ([]*silo.Tenan
 		out[i] = fromRow(r)
 	}
 	return out, nil
+}
+
+// ClearDropFrom records that a finished move's source has been removed.
+func (c *Catalog) ClearDropFrom(ctx context.Context, id silo.TenantID) error {
+	return c.wq.ClearDropFrom(ctx, string(id))
 }

@@ -53,6 +53,7 @@ type Tenant struct {
 	Status        string
 	SchemaVersion int64
 	MovingTo      Strategy  // set while a move is under way (the move's journal)
+	DropFrom      Strategy  // set from a move's commit until its source is removed
 	DeletedAt     time.Time // zero unless deleted
 	CreatedAt     time.Time
 	UpdatedAt     time.Time

@@ -31,6 +31,8 @@ type MoveStats struct {
 type MoveSteps struct {
 	Journal func(ctx context.Context) error
 	Commit  func(ctx context.Context) error
+	// Dropped records that the source is gone (after the commit).
+	Dropped func(ctx context.Context) error
 }
 
 // Move moves tenant t's rows to placement to, online: it holds the tenant
@@ -138,7 +140,11 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 	// The source is now unreferenced; a crash before this line leaves
 	// leftovers that Cleanup removes.
 	if err := src.drop(ctx); err != nil {
-		s.log.Error("remove source of a move", "tenant", t.ID, "from", from, "err", err)
+		s.log.Error("remove source of a move; the next start retries", "tenant", t.ID, "from", from, "err", err)
+	} else if steps.Dropped != nil {
+		if err := steps.Dropped(ctx); err != nil {
+			s.log.Error("record a move's cleanup", "tenant", t.ID, "err", err)
+		}
 	}
 	return st, nil
 }
@@ -345,7 +351,7 @@ func hashRows(ps []tenantsql.Project, ts []tenantsql.Task) string {
 // crash: a move that had not reached its commit point is rolled back (its
 // partial target dropped, via rollback), and the source left behind by a
 // move that had is removed.
-func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJournal func(ctx context.Context, id silo.TenantID) error) error {
+func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJournal, clearDropFrom func(ctx context.Context, id silo.TenantID) error) error {
 	var errs []error
 	shared := map[string]bool{}
 	ids, err := tenantsql.New(s.shared).TenantIDsWithRows(ctx)
@@ -364,6 +370,15 @@ func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJourna
 				continue
 			}
 			errs = append(errs, clearJournal(ctx, t.ID))
+		case t.DropFrom != "" && t.DropFrom != t.Strategy:
+			// A move committed but its source was not (known to be) removed:
+			// the journal says which placement to clear, in any engine.
+			s.log.Info("removing the source a finished move left", "tenant", t.Slug, "from", t.DropFrom)
+			if err := s.dropAny(ctx, t.ID, t.DropFrom); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, clearDropFrom(ctx, t.ID))
 		default:
 			if t.Strategy != silo.StrategyShared && shared[string(t.ID)] {
 				s.log.Info("removing shared rows left by a finished move", "tenant", t.Slug)

@@ -222,6 +222,7 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
 		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
 		Commit:  func(ctx context.Context) error { return s.catalog.FlipStrategy(ctx, t.ID, from, to) },
+		Dropped: func(ctx context.Context) error { return s.catalog.ClearDropFrom(ctx, t.ID) },
 	})
 	if errors.Is(err, tenantdb.ErrSimulatedCrash) {
 		return st, err // a test's crash: leave everything as a crash would
@@ -271,7 +272,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	var errs []error
 	errs = append(errs, s.store.Cleanup(ctx, ts, func(ctx context.Context, id silo.TenantID) error {
 		return s.catalog.SetMovingTo(ctx, id, "")
-	}))
+	}, s.catalog.ClearDropFrom))
 	for _, t := range ts {
 		if t.Status == silo.TenantDeleting {
 			s.log.Info("finishing interrupted delete", "tenant", t.ID, "slug", t.Slug)

@@ -29,8 +29,11 @@ UPDATE tenants SET moving_to = ?, updated_at = ? WHERE id = ?;
 
 -- name: FlipTenantStrategy :execrows
 -- The commit point of a move: the new placement, and the journal cleared.
-UPDATE tenants SET strategy = @strategy, moving_to = NULL, updated_at = @updated_at
+UPDATE tenants SET strategy = @strategy, moving_to = NULL, drop_from = sqlc.narg(drop_from), updated_at = @updated_at
 WHERE id = @id AND strategy = @from_strategy;
+
+-- name: ClearDropFrom :exec
+UPDATE tenants SET drop_from = NULL WHERE id = ?;
 
 -- name: MarkTenantDeleted :exec
 UPDATE tenants SET status = 'deleted', deleted_at = @deleted_at, updated_at = @deleted_at WHERE id = @id;

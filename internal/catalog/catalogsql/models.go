@@ -36,6 +36,7 @@ type Tenant struct {
 	UpdatedAt     int64
 	MovingTo      sql.NullString
 	DeletedAt     sql.NullInt64
+	DropFrom      sql.NullString
 }
 
 type Token struct {

@@ -10,10 +10,19 @@ import (
 	"database/sql"
 )
 
+const clearDropFrom = `-- name: ClearDropFrom :exec
+UPDATE tenants SET drop_from = NULL WHERE id = ?
+`
+
+func (q *Queries) ClearDropFrom(ctx context.Context, id string) error {
+	_, err := q.db.ExecContext(ctx, clearDropFrom, id)
+	return err
+}
+
 const createTenant = `-- name: CreateTenant :one
 INSERT INTO tenants (id, slug, name, strategy, status, schema_version, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at
+RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from
 `
 
 type CreateTenantParams struct {
@@ -50,6 +59,7 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Ten
 		&i.UpdatedAt,
 		&i.MovingTo,
 		&i.DeletedAt,
+		&i.DropFrom,
 	)
 	return i, err
 }
@@ -64,7 +74,7 @@ func (q *Queries) DeleteTenant(ctx context.Context, id string) error {
 }
 
 const deletedBefore = `-- name: DeletedBefore :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants WHERE status = 'deleted' AND deleted_at < ? ORDER BY deleted_at
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE status = 'deleted' AND deleted_at < ? ORDER BY deleted_at
 `
 
 func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([]Tenant, error) {
@@ -87,6 +97,7 @@ func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([
 			&i.UpdatedAt,
 			&i.MovingTo,
 			&i.DeletedAt,
+			&i.DropFrom,
 		); err != nil {
 			return nil, err
 		}
@@ -102,12 +113,13 @@ func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([
 }
 
 const flipTenantStrategy = `-- name: FlipTenantStrategy :execrows
-UPDATE tenants SET strategy = ?1, moving_to = NULL, updated_at = ?2
-WHERE id = ?3 AND strategy = ?4
+UPDATE tenants SET strategy = ?1, moving_to = NULL, drop_from = ?2, updated_at = ?3
+WHERE id = ?4 AND strategy = ?5
 `
 
 type FlipTenantStrategyParams struct {
 	Strategy     string
+	DropFrom     sql.NullString
 	UpdatedAt    int64
 	ID           string
 	FromStrategy string
@@ -117,6 +129,7 @@ type FlipTenantStrategyParams struct {
 func (q *Queries) FlipTenantStrategy(ctx context.Context, arg FlipTenantStrategyParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, flipTenantStrategy,
 		arg.Strategy,
+		arg.DropFrom,
 		arg.UpdatedAt,
 		arg.ID,
 		arg.FromStrategy,
@@ -128,7 +141,7 @@ func (q *Queries) FlipTenantStrategy(ctx context.Context, arg FlipTenantStrategy
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants WHERE id = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE id = ?
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -145,12 +158,13 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.UpdatedAt,
 		&i.MovingTo,
 		&i.DeletedAt,
+		&i.DropFrom,
 	)
 	return i, err
 }
 
 const getTenantBySlug = `-- name: GetTenantBySlug :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants WHERE slug = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE slug = ?
 `
 
 func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, error) {
@@ -167,6 +181,7 @@ func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, err
 		&i.UpdatedAt,
 		&i.MovingTo,
 		&i.DeletedAt,
+		&i.DropFrom,
 	)
 	return i, err
 }
@@ -199,7 +214,7 @@ func (q *Queries) ListTenantIDs(ctx context.Context) ([]string, error) {
 }
 
 const listTenants = `-- name: ListTenants :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at FROM tenants ORDER BY slug
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants ORDER BY slug
 `
 
 func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
@@ -222,6 +237,7 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 			&i.UpdatedAt,
 			&i.MovingTo,
 			&i.DeletedAt,
+			&i.DropFrom,
 		); err != nil {
 			return nil, err
 		}
