@@ -13,8 +13,9 @@ const usage = `Silo: one binary, one SQLite file per tenant.
 
 Usage:
   silo serve    [flags]               run the HTTP API
-  silo tenants  create SLUG [--name N] [--strategy database|shared] | list | delete SLUG
-  silo tenants  move SLUG --to database|shared [--server URL --operator-token T]
+  silo tenants  create SLUG [--name N] [--strategy database|shared|schema|pgshared] | list
+  silo tenants  delete SLUG [--server URL --operator-token T] | undelete SLUG
+  silo tenants  move SLUG --to database|shared|schema|pgshared [--server URL --operator-token T]
   silo tokens   list SLUG | create SLUG [--name N] | revoke SLUG TOKEN_ID
   silo migrate  [--concurrency N] [--tenants a,b | --canary PCT] [--continue-on-error]
   silo migrate  status | verify | down --to N [--tenants a,b]

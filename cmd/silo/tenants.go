@@ -30,12 +30,12 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	switch sub {
 	case "create":
 		fs.StringVar(&name, "name", "", "display name (default: the slug)")
-		fs.StringVar(&strategy, "strategy", "", "placement: database or shared (default: --default-strategy)")
+		fs.StringVar(&strategy, "strategy", "", "placement: database, shared, schema or pgshared (the last two need --postgres; default: --default-strategy)")
 	case "undelete":
 		c.backupFlags(fs)
 	case "move", "delete":
 		if sub == "move" {
-			fs.StringVar(&to, "to", "", "target placement: database or shared")
+			fs.StringVar(&to, "to", "", "target placement: database, shared, schema or pgshared")
 		}
 		fs.StringVar(&serverURL, "server", "", "base URL of the running silo serve to act through (its operator API)")
 		fs.StringVar(&c.OperatorToken, "operator-token", "", "the server's operator token (with --server)")
