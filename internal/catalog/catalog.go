@@ -27,6 +27,8 @@ type Catalog struct {
 	wdb *sql.DB // the one writer
 	wq  *catalogsql.Queries
 	now func() time.Time
+	// cache of the lookups every request makes; see lookups.go
+	cache *lookups
 }
 
 // Open opens (creating if needed) the catalog file at path and migrates it.
@@ -58,11 +60,17 @@ func Open(ctx context.Context, path string, o sqlite.Options) (*Catalog, error) 
 		db.Close()
 		return nil, err
 	}
-	return &Catalog{db: db, q: catalogsql.New(db), wdb: wdb, wq: catalogsql.New(wdb), now: time.Now}, nil
+	cache, err := newLookups(ctx, db)
+	if err != nil {
+		db.Close()
+		wdb.Close()
+		return nil, err
+	}
+	return &Catalog{db: db, q: catalogsql.New(db), wdb: wdb, wq: catalogsql.New(wdb), now: time.Now, cache: cache}, nil
 }
 
 // Close closes the catalog.
-func (c *Catalog) Close() error { return errors.Join(c.wdb.Close(), c.db.Close()) }
+func (c *Catalog) Close() error { return errors.Join(c.cache.close(), c.wdb.Close(), c.db.Close()) }
 
 // DB exposes the handle for ledgers kept beside the registry.
 func (c *Catalog) DB() *sql.DB { return c.db }
@@ -98,14 +106,26 @@ func (c *Catalog) CreateTenant(ctx context.Context, t *silo.Tenant, tokenName st
 
 // TenantBySlug returns the active tenant with that slug, or
 // ETENANTNOTFOUND. Tenants being created or deleted are not found.
+//
+// The answer is cached until the catalog next changes (see lookups): the
+// returned tenant is shared, and callers must not modify it.
 func (c *Catalog) TenantBySlug(ctx context.Context, slug string) (*silo.Tenant, error) {
+	gen, err := c.cache.fresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t := c.cache.tenant(slug); t != nil {
+		return t, nil
+	}
 	row, err := c.q.GetTenantBySlug(ctx, slug)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && row.Status != silo.TenantActive) {
 		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No tenant %q.", slug)
 	} else if err != nil {
 		return nil, err
 	}
-	return fromRow(row), nil
+	t := fromRow(row)
+	c.cache.putTenant(gen, slug, t)
+	return t, nil
 }
 
 // TenantBySlugAnyStatus returns the tenant with that slug whatever its

@@ -49,9 +49,16 @@ func (c *Catalog) Authenticate(ctx context.Context, id silo.TenantID, secret str
 	if !strings.HasPrefix(secret, tokenPrefix) {
 		return silo.Errorf(silo.EUNAUTHORIZED, "A valid bearer token for this tenant is required.")
 	}
-	hashes, err := c.q.ActiveTokenHashes(ctx, string(id))
+	gen, err := c.cache.fresh(ctx)
 	if err != nil {
 		return err
+	}
+	hashes, cached := c.cache.tokenHashes(id)
+	if !cached {
+		if hashes, err = c.q.ActiveTokenHashes(ctx, string(id)); err != nil {
+			return err
+		}
+		c.cache.putTokenHashes(gen, id, hashes)
 	}
 	want := HashToken(secret)
 	ok := 0

@@ -1,0 +1,65 @@
+package catalog_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
+)
+
+// TestLookupCacheSeesOtherWriters: the request path caches lookups, yet a
+// change made through another Catalog on the same file (as the CLI does
+// from another process) is seen at the very next lookup.
+func TestLookupCacheSeesOtherWriters(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	server, err := catalog.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	cli, err := catalog.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+
+	secret, hash := catalog.NewToken()
+	tn := &silo.Tenant{ID: "t1", Slug: "acme", Name: "Acme", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+	if err := cli.CreateTenant(ctx, tn, "owner", hash); err != nil {
+		t.Fatal(err)
+	}
+	// Warm the server's cache.
+	for range 3 {
+		if _, err := server.TenantBySlug(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.Authenticate(ctx, "t1", secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toks, _ := cli.Tokens(ctx, "t1")
+	if err := cli.RevokeToken(ctx, "t1", toks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Authenticate(ctx, "t1", secret); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
+		t.Fatalf("revoked token still accepted: %v", err)
+	}
+	if err := cli.SetStatus(ctx, "t1", silo.TenantDeleting); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.TenantBySlug(ctx, "acme"); silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
+		t.Fatalf("deleting tenant still resolved: %v", err)
+	}
+	// And a new token works at once too.
+	secret2, _, err := cli.CreateToken(ctx, "t1", "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Authenticate(ctx, "t1", secret2); err != nil {
+		t.Fatalf("new token: %v", err)
+	}
+}
