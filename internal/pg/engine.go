@@ -140,10 +140,10 @@ func (e *Engine) checkRole(ctx context.Context) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	if bypass {
-		return fmt.Errorf("postgres: role %q is a superuser or has BYPASSRLS, so row-level security would not bind it; connect as a plain role (see pg.Setup)", role)
+		return fmt.Errorf("postgres: role %q is a superuser or has BYPASSRLS, so row-level security would not bind it; give --postgres a plain role and --postgres-admin an owner role that sets the tables up", role)
 	}
 	if owns {
-		return fmt.Errorf("postgres: role %q owns tables in schema %q; the app must not own the tables its policies guard (see pg.Setup)", role, e.sharedName)
+		return fmt.Errorf("postgres: role %q owns tables in schema %q; the app must not own the tables its policies guard: give --postgres a plain role and --postgres-admin the owner", role, e.sharedName)
 	}
 	return nil
 }
