@@ -72,7 +72,7 @@ func tenantFiles(t *testing.T, data string) map[string]string {
 // compares with the live files; then restores one tenant to points in time.
 func TestBackupRestoreEndToEnd(t *testing.T) {
 	data := t.TempDir()
-	url, stop := runMain(t, "--data", data, "--max-open-tenants", "2")
+	url, stop := runMain(t, "--data", data, "--max-open-tenants", "2", "--operator-token", "op")
 	tokens := map[string]string{}
 	for i := range 6 {
 		slug := fmt.Sprintf("b%d", i)
@@ -89,15 +89,36 @@ func TestBackupRestoreEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	// Point in time: A, B, C on b0, 2.5 s apart. A change reaches the
-	// replica within the sync interval (1 s), stamped with that time.
+	// Point in time: A, B, C on b0. Each mark is taken once the replica
+	// holds the write (its transaction id moved, per the operator API) and a
+	// second before the next write, so a restore at a mark holds exactly the
+	// writes before it, however loaded the machine.
+	replicated := func() float64 {
+		_, body := call(t, "GET", url+"/api/operator/backup", "localhost", "op", "")
+		ts, _ := body["tenants"].([]any)
+		for _, x := range ts {
+			if m := x.(map[string]any); m["slug"] == "b0" {
+				return m["txid"].(float64)
+			}
+		}
+		return 0
+	}
 	var marks []time.Time
 	for _, name := range []string{"A", "B", "C"} {
-		time.Sleep(2500 * time.Millisecond)
+		before := replicated()
 		if st, _ := call(t, "POST", url+"/api/projects", "b0.localhost", tokens["b0"], `{"name":"`+name+`"}`); st != 201 {
 			t.Fatal(st)
 		}
+		deadline := time.Now().Add(30 * time.Second)
+		for replicated() <= before {
+			if time.Now().After(deadline) {
+				t.Fatalf("write %s never replicated", name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
 		marks = append(marks, time.Now())
+		time.Sleep(600 * time.Millisecond)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -125,7 +146,7 @@ func TestBackupRestoreEndToEnd(t *testing.T) {
 		return strings.Join(ns, "")
 	}
 	for i, want := range []string{"A", "AB"} {
-		at := marks[i].Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+		at := marks[i].UTC().Format(time.RFC3339Nano)
 		p := filepath.Join(out, fmt.Sprintf("pitr%d.db", i))
 		if err := run(context.Background(), []string{"restore", "b0", "--at", at, "--to", p, "--data", data}, noEnv, io.Discard, io.Discard); err != nil {
 			t.Fatalf("restore --at %s: %v", at, err)
