@@ -88,18 +88,19 @@ func TestCrashBackup(t *testing.T) {
 		return got
 	}
 	// The replicas right after the kill: the sync interval is 1 s and
-	// the WAL is polled every 1 s, so allow 2.5 s.
+	// the WAL is polled every 1 s; allow 4 s, for a loaded 2-core CI
+	// machine running the race detector beside the server.
 	got := restored()
 	late := 0
 	for _, a := range acks {
 		if !strings.Contains(got[a.slug], " "+a.name+" ") {
-			if killedAt.Sub(a.at) > 2500*time.Millisecond {
+			if killedAt.Sub(a.at) > 4*time.Second {
 				t.Fatalf("%s/%s acknowledged %s before the kill, missing from the replica", a.slug, a.name, killedAt.Sub(a.at))
 			}
 			late++
 		}
 	}
-	t.Logf("%d writes acknowledged; %d of them (all within 2.5 s of the kill) not yet replicated at the kill", len(acks), late)
+	t.Logf("%d writes acknowledged; %d of them (all within 4 s of the kill) not yet replicated at the kill", len(acks), late)
 
 	// Restart: crash recovery syncs the tenants that were open, then a
 	// clean stop; now every acknowledged write is in the replicas.
