@@ -214,6 +214,24 @@ func TestDeleteUndelete(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "server is running") {
 		t.Fatalf("delete behind the server's back: %v", err)
 	}
+	// Moves and status go through the running server too.
+	var out syncBuffer
+	if err := run(ctx, []string{"tenants", "move", "lazarus", "--to", "shared", "--data", data, "--server", url, "--operator-token", "op"}, noEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), `"to":"shared"`) {
+		t.Fatalf("move through the server: %v %s", err, out.String())
+	}
+	if err := run(ctx, []string{"tenants", "move", "lazarus", "--to", "database", "--data", data, "--server", url, "--operator-token", "wrong"}, noEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("move with a wrong operator token: %v", err)
+	}
+	if err := run(ctx, []string{"tenants", "move", "lazarus", "--to", "database", "--data", data, "--server", url, "--operator-token", "op"}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	out = syncBuffer{}
+	if err := run(ctx, []string{"backup", "status", "--server", url, "--operator-token", "op"}, noEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "lazarus") {
+		t.Fatalf("backup status through the server: %v %s", err, out.String())
+	}
+	if st, body := call(t, "GET", url+"/api/projects", "lazarus.localhost", tok, ""); st != 200 || len(body["projects"].([]any)) != 1 {
+		t.Fatalf("after moves: %d %v", st, body)
+	}
 	if err := run(ctx, []string{"tenants", "delete", "lazarus", "--data", data, "--server", url, "--operator-token", "op"}, noEnv, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -55,8 +51,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		return &usageError{"restore needs backups; drop --no-backup"}
 	}
 	if serverURL != "" {
-		body, _ := json.Marshal(map[string]any{"at": at, "txid": txid})
-		return callOperator(ctx, e, serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0]+"/restore", body)
+		return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0]+"/restore", map[string]any{"at": at, "txid": txid})
 	}
 	log, err := c.logger(e)
 	if err != nil {
@@ -65,18 +60,13 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	if to != "" {
 		// A copy for inspection reads only the replica: safe beside a
 		// running server, and no need for the data dir's lock.
-		a, err := openApp(ctx, &c, log)
+		b, done, err := openBackupReader(ctx, &c, log)
 		if err != nil {
 			return err
 		}
-		defer a.Close(context.WithoutCancel(ctx))
-		rep, err := standaloneReplicator(&c, log)
-		if err != nil {
-			return err
-		}
-		defer rep.Close(context.WithoutCancel(ctx))
+		defer done()
 		start := time.Now()
-		if err := tenants.NewBackups(a.tenants, rep).RestoreTo(ctx, pos[0], to, when, txid); err != nil {
+		if err := b.RestoreTo(ctx, pos[0], to, when, txid); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "restored %s to %s in %s\n", pos[0], to, time.Since(start).Round(time.Millisecond))
@@ -118,6 +108,24 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
+// openBackupReader opens the data dir and a replicator that only reads
+// replicas (it registers nothing), which is safe beside a running server.
+func openBackupReader(ctx context.Context, c *Config, log *slog.Logger) (*tenants.Backups, func(), error) {
+	a, err := openApp(ctx, c, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := standaloneReplicator(c, log)
+	if err != nil {
+		a.Close(context.WithoutCancel(ctx))
+		return nil, nil, err
+	}
+	return tenants.NewBackups(a.tenants, rep), func() {
+		rep.Close(context.WithoutCancel(ctx))
+		a.Close(context.WithoutCancel(ctx))
+	}, nil
+}
+
 // standaloneReplicator reads replicas without registering anything.
 func standaloneReplicator(c *Config, log *slog.Logger) (*replication.Replicator, error) {
 	cfg, err := loadLitestream(c)
@@ -144,23 +152,18 @@ func runBackup(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	if serverURL != "" {
-		return callOperatorGet(ctx, e, serverURL, c.OperatorToken, "/api/operator/backup")
+		return callOperator(ctx, e, "GET", serverURL, c.OperatorToken, "/api/operator/backup", nil)
 	}
 	log, err := c.logger(e)
 	if err != nil {
 		return err
 	}
-	a, err := openApp(ctx, &c, log)
+	b, done, err := openBackupReader(ctx, &c, log)
 	if err != nil {
 		return err
 	}
-	defer a.Close(context.WithoutCancel(ctx))
-	rep, err := standaloneReplicator(&c, log)
-	if err != nil {
-		return err
-	}
-	defer rep.Close(context.WithoutCancel(ctx))
-	st, err := tenants.NewBackups(a.tenants, rep).Status(ctx)
+	defer done()
+	st, err := b.Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -175,43 +178,4 @@ func runBackup(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", b.Slug, b.Strategy, b.TXID, when, age, b.Err)
 	}
 	return tw.Flush()
-}
-
-func callOperator(ctx context.Context, e env, base, token, path string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(base, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		return &usageError{fmt.Sprintf("--server: %v", err)}
-	}
-	return doOperator(e, req, token)
-}
-
-func callOperatorGet(ctx context.Context, e env, base, token, path string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(base, "/")+path, nil)
-	if err != nil {
-		return &usageError{fmt.Sprintf("--server: %v", err)}
-	}
-	return doOperator(e, req, token)
-}
-
-func doOperator(e env, req *http.Request, token string) error {
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
-	}
-	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(raw))
-	return nil
-}
-
-func doOperatorMethod(ctx context.Context, e env, method, base, token, path string) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, nil)
-	if err != nil {
-		return &usageError{fmt.Sprintf("--server: %v", err)}
-	}
-	return doOperator(e, req, token)
 }

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -58,9 +53,9 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		}
 		if serverURL != "" {
 			if sub == "delete" {
-				return doOperatorMethod(ctx, e, "DELETE", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0])
+				return callOperator(ctx, e, "DELETE", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0], nil)
 			}
-			return moveThroughServer(ctx, e, serverURL, c.OperatorToken, pos[0], to)
+			return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0]+"/move", map[string]string{"to": to})
 		}
 		// Moves and deletes must be made by the process that serves the
 		// tenant: only it can hold the tenant's requests, and close its
@@ -131,28 +126,6 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		}
 		fmt.Fprintf(e.stderr, "undeleted tenant %s\n", pos[0])
 	}
-	return nil
-}
-
-// moveThroughServer asks a running server to move a tenant, through its
-// operator API, and prints its answer.
-func moveThroughServer(ctx context.Context, e env, base, token, slug, to string) error {
-	body, _ := json.Marshal(map[string]string{"to": to})
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(base, "/")+"/api/operator/tenants/"+slug+"/move", bytes.NewReader(body))
-	if err != nil {
-		return &usageError{fmt.Sprintf("--server: %v", err)}
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
-	}
-	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(raw))
 	return nil
 }
 

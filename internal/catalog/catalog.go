@@ -72,9 +72,6 @@ func Open(ctx context.Context, path string, o sqlite.Options) (*Catalog, error) 
 // Close closes the catalog.
 func (c *Catalog) Close() error { return errors.Join(c.cache.close(), c.wdb.Close(), c.db.Close()) }
 
-// DB exposes the handle for ledgers kept beside the registry.
-func (c *Catalog) DB() *sql.DB { return c.db }
-
 // CreateTenant inserts t and its first token hash in one transaction, so a
 // tenant never exists without a way in. A taken slug is ESLUGTAKEN.
 func (c *Catalog) CreateTenant(ctx context.Context, t *silo.Tenant, tokenName string, tokenHash []byte) error {
@@ -181,13 +178,6 @@ func (c *Catalog) TenantIDs(ctx context.Context) (map[silo.TenantID]bool, error)
 func (c *Catalog) SetStatus(ctx context.Context, id silo.TenantID, status string) error {
 	return c.wq.SetTenantStatus(ctx, catalogsql.SetTenantStatusParams{
 		Status: status, UpdatedAt: c.now().UnixMilli(), ID: string(id),
-	})
-}
-
-// SetSchemaVersion mirrors a tenant file's migration version.
-func (c *Catalog) SetSchemaVersion(ctx context.Context, id silo.TenantID, v int64) error {
-	return c.wq.SetTenantSchemaVersion(ctx, catalogsql.SetTenantSchemaVersionParams{
-		SchemaVersion: v, UpdatedAt: c.now().UnixMilli(), ID: string(id),
 	})
 }
 

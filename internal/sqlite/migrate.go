@@ -56,11 +56,6 @@ func (m *Migrator) Versions() []int64 {
 	return out
 }
 
-// Version reads a file's version.
-func (m *Migrator) Version(ctx context.Context, db *sql.DB) (int64, error) {
-	return UserVersion(ctx, db)
-}
-
 // ErrAhead is wrapped by Migrate when a file is at a version this binary
 // does not know (it was migrated by a newer binary).
 var ErrAhead = fmt.Errorf("file is ahead of this binary's schema")

@@ -166,15 +166,8 @@ func (s *Store) RecoverBackups(ctx context.Context, ids []silo.TenantID) error {
 	return ctx.Err()
 }
 
-// restoreMissing restores a database-placed tenant whose file is missing
-// (a new machine, an empty data dir) from its replica, on first use.
-func (s *Store) restoreMissing(ctx context.Context, t *silo.Tenant) error {
-	_, err := s.RestoreIfMissing(ctx, t)
-	return err
-}
-
 // RestoreIfMissing restores t's file from its replica if the file is
-// missing, and reports whether it did.
+// missing (a new machine, an empty data dir), and reports whether it did.
 func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, error) {
 	if s.cfg.Backup == nil {
 		return false, silo.Errorf(silo.EUNAVAILABLE, "Backups are off.")

@@ -2,7 +2,6 @@ package tenantdb_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/silohq/silo/internal/silo"
@@ -67,6 +66,5 @@ func TestGate(t *testing.T) {
 		if v, _ := sqlite.HeaderUserVersion(p); v != want {
 			t.Fatalf("behind file at %d, want %d", v, want)
 		}
-		_ = filepath.Join
 	}
 }

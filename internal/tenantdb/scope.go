@@ -107,7 +107,7 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), er
 			if silo.ErrorCode(err) == silo.ETENANTNOTFOUND && s.cfg.Backup != nil && s.placement(t) == p {
 				// The catalog knows the tenant but its file is gone: a
 				// new machine or an empty data dir. Restore it, once.
-				if rerr := s.restoreMissing(ctx, t); rerr != nil {
+				if _, rerr := s.RestoreIfMissing(ctx, t); rerr != nil {
 					s.log.Warn("backup: lazy restore failed", "tenant", t.Slug, "err", rerr)
 				} else {
 					db, release, err = s.cache.Acquire(ctx, t.ID)

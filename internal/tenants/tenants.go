@@ -198,11 +198,6 @@ func (s *Service) Purge(ctx context.Context, cutoff time.Time, dropReplica func(
 	return n, nil
 }
 
-// List returns every tenant.
-func (s *Service) List(ctx context.Context) ([]*silo.Tenant, error) {
-	return s.catalog.Tenants(ctx)
-}
-
 // orphanAge is how old a file without a catalog row must be before Sweep
 // removes it, so that it never races a signup in progress in another process.
 const orphanAge = 10 * time.Minute
