@@ -373,7 +373,3 @@ func RemoveLocalState(path string) error {
 	}
 	return nil
 }
-
-// RemoveLocalState is the method form of RemoveLocalState, for callers that
-// take the replicator as an interface.
-func (r *Replicator) RemoveLocalState(path string) error { return RemoveLocalState(path) }

@@ -28,8 +28,6 @@ type Backup interface {
 	// Restore writes the replica of the file named name, as of at or txid
 	// (zero values: the latest), to out.
 	Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error
-	// RemoveLocalState deletes the replication state kept beside a file.
-	RemoveLocalState(path string) error
 }
 
 // backupState tracks tenants whose final sync failed, to retry them.
@@ -269,7 +267,10 @@ func (s *Store) restoreWith(path string, restore func(tmp string) error) error {
 	return syncDir(filepath.Dir(path))
 }
 
-// localStateDir is where Litestream keeps its state beside a file.
+// localStateDir is where Litestream keeps its state beside a file
+// (.<file>-litestream). Its name is known here rather than asked of the
+// Backup so that a process without one (the CLI deleting a tenant) still
+// removes it.
 func localStateDir(path string) string {
 	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"-litestream")
 }
