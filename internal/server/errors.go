@@ -62,34 +62,33 @@ type errorDetail struct {
 // answered 500 without details.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := silo.ErrorCode(err)
-	if code == silo.EINTERNAL {
-		switch {
-		case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-			// The client went away; nobody will read the answer.
-			code = silo.EUNAVAILABLE
-		case errors.Is(err, context.DeadlineExceeded):
-			err = silo.Errorf(silo.EUNAVAILABLE, "The request timed out.")
-			code = silo.EUNAVAILABLE
-		default:
-			attrs := []any{"err", err, "method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context())}
-			if t := silo.TenantFromContext(r.Context()); t != nil {
-				attrs = append(attrs, "tenant", t.ID)
-			}
-			s.log.Error("internal error", attrs...)
-		}
-	}
-	if code == silo.ESTORAGE {
-		attrs := []any{"err", err, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context())}
-		if t := silo.TenantFromContext(r.Context()); t != nil {
-			attrs = append(attrs, "tenant", t.ID)
-		}
-		s.log.Warn("tenant storage failing", attrs...)
+	switch {
+	case code == silo.EINTERNAL && errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody will read the answer.
+		code = silo.EUNAVAILABLE
+	case code == silo.EINTERNAL && errors.Is(err, context.DeadlineExceeded):
+		err = silo.Errorf(silo.EUNAVAILABLE, "The request timed out.")
+		code = silo.EUNAVAILABLE
+	case code == silo.EINTERNAL:
+		s.log.Error("internal error", logAttrs(r, err)...)
+	case code == silo.ESTORAGE:
+		s.log.Warn("tenant storage failing", logAttrs(r, err)...)
 	}
 	msg := silo.ErrorMessage(err)
 	if code == silo.EUNAVAILABLE && msg == "Internal error." {
 		msg = "Service unavailable."
 	}
 	writeJSON(w, Status(code), errorBody{errorDetail{Code: code, Message: msg}})
+}
+
+// logAttrs describes a failed request for the log: the error, the route,
+// the request id and the tenant.
+func logAttrs(r *http.Request, err error) []any {
+	attrs := []any{"err", err, "method", r.Method, "path", r.URL.Path, "request_id", middleware.GetReqID(r.Context())}
+	if t := silo.TenantFromContext(r.Context()); t != nil {
+		attrs = append(attrs, "tenant", t.ID)
+	}
+	return attrs
 }
 
 // errorHandler adapts a fixed error to an http.Handler (not found, method).
