@@ -178,6 +178,16 @@ func benchOpener(base Config, log *slog.Logger) bench.Opener {
 			Store:   a.store,
 			Close:   a.Close,
 		}
+		if a.backup != nil {
+			app.ReplicaTXID = func(ctx context.Context, slug string) (uint64, error) {
+				t, err := a.catalog.TenantBySlug(ctx, slug)
+				if err != nil {
+					return 0, err
+				}
+				st, err := a.backup.Status(ctx, string(t.ID)+".db")
+				return st.TXID, err
+			}
+		}
 		if a.pg != nil {
 			app.Schemas = a.pg
 			app.Projects = placement.NewProjects(a.store, tenantdb.NewProjectService(a.store), pg.NewProjectService(a.pg))

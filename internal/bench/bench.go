@@ -31,6 +31,10 @@ type App struct {
 	}
 	Projects silo.ProjectService
 	Tasks    silo.TaskService
+	// ReplicaTXID, set when backups run, returns the last transaction of
+	// the tenant with this slug that its replica holds; a run then measures
+	// replication lag too.
+	ReplicaTXID func(ctx context.Context, slug string) (uint64, error)
 }
 
 // Opener opens an App on dir with a handle cache of capacity tenant files.
@@ -161,6 +165,8 @@ type Report struct {
 
 	Cache Cache   `json:"cache"`
 	Proc  Process `json:"process"`
+	// ReplicationLag, in milliseconds, with backups only.
+	ReplicationLag *Lag `json:"replication_lag_ms,omitempty"`
 }
 
 // Latency quantiles of every measured request, in milliseconds.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -59,14 +60,24 @@ func runOn(ctx context.Context, open Opener, dir string, ts []Tenant, cfg Config
 
 // runApp drives an open app against ts.
 func runApp(ctx context.Context, app *App, ts []Tenant, cfg Config) (*Report, error) {
+	var lag *Lag
+	var probed sync.WaitGroup
+	pctx, stopProbes := context.WithCancel(ctx)
+	if app.ReplicaTXID != nil && len(ts) > 0 {
+		probed.Go(func() { lag = probeLag(pctx, app, ts, cfg.Warmup) })
+	}
 	res, err := drive(ctx, app.Handler, app.Store.Cache().Stats, targets(ts), cfg)
+	stopProbes()
+	probed.Wait()
 	if err != nil {
 		return nil, err
 	}
 	if res.requests == 0 {
 		return nil, fmt.Errorf("bench: no request completed in %s", cfg.Duration)
 	}
-	return newReport(cfg, len(ts), res), nil
+	rep := newReport(cfg, len(ts), res)
+	rep.ReplicationLag = lag
+	return rep, nil
 }
 
 func newReport(cfg Config, tenants int, res *result) *Report {

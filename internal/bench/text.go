@@ -30,6 +30,9 @@ func WriteText(w io.Writer, r *Report) {
 		c.HitRatio, c.Hits, c.Misses, c.OpenHandles, c.Evictions, c.OpenErrors)
 	fmt.Fprintf(tw, "open latency\tp50 %.2f ms  p99 %.2f ms\n", c.OpenLatencyP50, c.OpenLatencyP99)
 	fmt.Fprintf(tw, "process\tRSS %.0f MB (peak %.0f MB), %d open fds (limit %d)\n", r.Proc.RSSMB, r.Proc.PeakRSSMB, r.Proc.FDs, r.Proc.FDLimit)
+	if l := r.ReplicationLag; l != nil {
+		fmt.Fprintf(tw, "replication lag\tp50 %.0f ms  p99 %.0f ms  max %.0f ms (%d writes acknowledged → in the replica; %d not there after 30 s)\n", l.P50, l.P99, l.Max, l.Samples, l.Lost)
+	}
 	tw.Flush()
 }
 

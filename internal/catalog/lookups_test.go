@@ -2,12 +2,14 @@ package catalog_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
 	"github.com/silohq/silo/internal/catalog"
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
+	"golang.org/x/sync/errgroup"
 )
 
 // TestLookupCacheSeesOtherWriters: the request path caches lookups, yet a
@@ -61,5 +63,61 @@ func TestLookupCacheSeesOtherWriters(t *testing.T) {
 	}
 	if err := server.Authenticate(ctx, "t1", secret2); err != nil {
 		t.Fatalf("new token: %v", err)
+	}
+}
+
+// TestLookupCacheConcurrentRevocations: many requests share each freshness
+// check, yet none of them may be answered by a check that started before it
+// arrived. Each goroutine revokes its own token through another Catalog (as
+// the CLI would) and must see the revocation at its very next lookup, while
+// the others keep the server's check busy.
+func TestLookupCacheConcurrentRevocations(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	server, err := catalog.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	cli, err := catalog.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+
+	const workers, rounds = 8, 15
+	ids := make([]silo.TenantID, workers)
+	for w := range workers {
+		_, hash := catalog.NewToken()
+		ids[w] = silo.TenantID(fmt.Sprintf("t%d", w))
+		tn := &silo.Tenant{ID: ids[w], Slug: fmt.Sprintf("acme%d", w), Name: "Acme", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+		if err := cli.CreateTenant(ctx, tn, "owner", hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var g errgroup.Group
+	for w := range workers {
+		id := ids[w]
+		g.Go(func() error {
+			for r := range rounds {
+				secret, tok, err := cli.CreateToken(ctx, id, fmt.Sprintf("r%d", r))
+				if err != nil {
+					return err
+				}
+				if err := server.Authenticate(ctx, id, secret); err != nil {
+					return fmt.Errorf("%s round %d: new token refused: %w", id, r, err)
+				}
+				if err := cli.RevokeToken(ctx, id, tok.ID); err != nil {
+					return err
+				}
+				if err := server.Authenticate(ctx, id, secret); silo.ErrorCode(err) != silo.EUNAUTHORIZED {
+					return fmt.Errorf("%s round %d: revoked token still accepted: %v", id, r, err)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

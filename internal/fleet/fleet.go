@@ -238,11 +238,22 @@ func (f *Fleet) migrateFile(ctx context.Context, path string, target int64, busy
 	// A closed file whose WAL is empty has its version in its header: a
 	// tenant already at the target costs one small read, not an open.
 	quiet := walEmpty(path)
-	if quiet {
-		if v, err := sqlite.HeaderUserVersion(path); err == nil && v == target {
-			return v, v, nil
-		}
+	hv, herr := sqlite.HeaderUserVersion(path)
+	if quiet && herr == nil && hv == target {
+		return hv, hv, nil
 	}
+	defer func() {
+		// A server without backups holds the files it has open exclusively
+		// (internal/tenantdb), so this open waits out the busy timeout and
+		// fails. Such a file is current when migrating up to this binary's
+		// latest version: the server keeps a file open only once it is at
+		// its latest version, and its header, which lags behind only by
+		// changes still in the WAL, already says so. Any other target needs
+		// the file itself.
+		if sqlite.IsBusy(err) && herr == nil && hv == target && target == f.files.Migrator().Latest() {
+			from, to, err = hv, hv, nil
+		}
+	}()
 	// Exclusive (unix-excl) when nobody else has the file open: no -shm file
 	// is created and deleted for each tenant, which on ext4 costs a journal
 	// commit that serialises the whole fleet. Another process that opens the

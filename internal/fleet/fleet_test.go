@@ -71,8 +71,16 @@ func (e *env) seed(t testing.TB, n int) []*silo.Tenant {
 	return out
 }
 
+// open opens a tenant's file beside the store. The store holds the files it
+// has open exclusively (without backups), so its handle is closed first: a
+// hold closes it, and nothing reopens it while the test is not serving.
 func (e *env) open(t testing.TB, id silo.TenantID) *sql.DB {
 	t.Helper()
+	release, err := e.store.Cache().Hold(context.Background(), id, silo.ETENANTMIGRATING)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
 	p, _ := e.store.Path(id)
 	db, err := sqlite.Open(p, sqlite.Options{MaxConns: 1})
 	if err != nil {

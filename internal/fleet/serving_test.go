@@ -14,6 +14,8 @@ import (
 
 	"github.com/silohq/silo/internal/fleet"
 	"github.com/silohq/silo/internal/server"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
 	"github.com/silohq/silo/internal/tenantdb"
 )
 
@@ -130,4 +132,41 @@ func post(t *testing.T, base, slug, token, name string) (int, string) {
 	}
 	json.Unmarshal(raw, &e)
 	return res.StatusCode, e.Error.Code
+}
+
+// TestMigrateBesideAnOpenTenant: without backups the store holds the files it
+// has open exclusively, so the fleet cannot open them. Migrating up to the
+// latest version counts such a file as current (the store keeps a file open
+// only at its latest version); a migration down must fail for it, leaving it
+// untouched, rather than skip it.
+func TestMigrateBesideAnOpenTenant(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	ts := e.seed(t, 3)
+	latest := e.store.Migrator().Latest()
+	projects := tenantdb.NewProjectService(e.store)
+	held := ts[0]
+	tctx := silo.NewContextWithTenant(ctx, held)
+	// Open it through the store (migrated on open) and leave a write in its WAL.
+	if _, err := projects.CreateProject(tctx, "kept open"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.fleet.Migrate(ctx, fleet.Options{Concurrency: 2, BusyTimeout: 100 * time.Millisecond})
+	if err != nil || len(res.Failed) != 0 || res.Migrated != 2 || res.Current != 1 {
+		t.Fatalf("up: %+v %v; want the open tenant current and the 2 others migrated", res, err)
+	}
+	res, err = e.fleet.Migrate(ctx, fleet.Options{Target: 1, Concurrency: 2, BusyTimeout: 100 * time.Millisecond, ContinueOnError: true})
+	if err != nil || len(res.Failed) != 1 || res.Failed[0].Slug != held.Slug || res.Migrated != 2 {
+		t.Fatalf("down: %+v %v; want only the open tenant to fail", res, err)
+	}
+	if !sqlite.IsBusy(res.Failed[0].Err) {
+		t.Fatalf("down failed with %v; want SQLITE_BUSY", res.Failed[0].Err)
+	}
+	// The open tenant still serves at the latest version, its write intact.
+	if _, _, err := projects.Projects(tctx, silo.Page{Limit: 10}, silo.ProjectFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.version(t, held.ID); v != latest {
+		t.Fatalf("open tenant at version %d after the failed down; want %d", v, latest)
+	}
 }

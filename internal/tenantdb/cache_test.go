@@ -287,3 +287,51 @@ func TestCacheClosedRefuses(t *testing.T) {
 		t.Fatalf("acquire after close: %v", err)
 	}
 }
+
+// TestCacheScanResistance: the segmented LRU keeps tenants that are used
+// again and again when a burst of tenants each seen once passes through; a
+// plain LRU would have evicted them all.
+func TestCacheScanResistance(t *testing.T) {
+	shared, err := sqlite.Open(filepath.Join(t.TempDir(), "t.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	var opens atomic.Int64
+	open := func(context.Context, silo.TenantID) (*sql.DB, error) { opens.Add(1); return shared, nil }
+	c := tenantdb.NewCache(tenantdb.CacheConfig{Capacity: 10}, open, func(silo.TenantID, *sql.DB) error { return nil })
+	defer c.Close(context.Background())
+	use := func(id string) {
+		t.Helper()
+		_, release, err := c.Acquire(context.Background(), silo.TenantID(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+	}
+	hot := []string{"h0", "h1", "h2", "h3", "h4"}
+	for range 2 { // a second use promotes each to the protected segment
+		for _, id := range hot {
+			use(id)
+		}
+	}
+	for i := range 100 {
+		use(fmt.Sprintf("cold%d", i))
+	}
+	before := opens.Load()
+	for _, id := range hot {
+		use(id)
+	}
+	if n := opens.Load() - before; n != 0 {
+		t.Fatalf("%d of %d hot tenants were evicted by a scan of 100 tenants seen once", n, len(hot))
+	}
+	if s := c.Stats(); s.OpenHandles > 10 {
+		t.Fatalf("%d handles open, capacity 10", s.OpenHandles)
+	}
+	// And the probation segment still works as an LRU for the newcomers:
+	// the most recent cold tenant is still open.
+	use("cold99")
+	if n := opens.Load() - before; n != 0 {
+		t.Fatalf("the most recently used newcomer was evicted")
+	}
+}

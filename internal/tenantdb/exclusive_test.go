@@ -1,0 +1,80 @@
+package tenantdb_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
+)
+
+// TestOpenTenantIsExclusiveWithoutBackup: with backups off, an open tenant
+// file is held with unix-excl (no -shm, other processes locked out) and,
+// once evicted, leaves an empty WAL behind and all its rows in the file.
+func TestOpenTenantIsExclusiveWithoutBackup(t *testing.T) {
+	shell, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("no sqlite3 shell on PATH (apt-get install sqlite3)")
+	}
+	ctx := context.Background()
+	store, err := tenantdb.Open(ctx, tenantdb.Config{Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(ctx)
+	projects := tenantdb.NewProjectService(store)
+	tenant := func(id string) context.Context {
+		tn := &silo.Tenant{ID: silo.TenantID(id), Slug: id, Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+		if err := store.Provision(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+		return silo.NewContextWithTenant(ctx, tn)
+	}
+	a, b := tenant("a"), tenant("b")
+	if _, err := projects.CreateProject(a, "Apollo"); err != nil {
+		t.Fatal(err)
+	}
+	path, err := store.Path("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-shm"); !os.IsNotExist(err) {
+		t.Fatalf("open tenant has a -shm file (%v): not exclusive", err)
+	}
+	out, err := exec.Command(shell, "-cmd", ".timeout 100", path, "SELECT count(*) FROM projects;").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "locked") {
+		t.Fatalf("another process read an open tenant: err %v, output %q", err, out)
+	}
+
+	// Using b evicts a (capacity 1); its close runs in the background.
+	if _, err := projects.CreateProject(b, "Gemini"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for store.Cache().Stats().Closing > 0 || store.Cache().Stats().OpenHandles > 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a was not closed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fi, err := os.Stat(path + "-wal")
+	if err != nil || fi.Size() != 0 {
+		t.Fatalf("closed tenant's WAL: %v, %v; want kept and empty", fi, err)
+	}
+	out, err = exec.Command(shell, "-cmd", ".timeout 1000", path, "SELECT name FROM projects;").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "Apollo" {
+		t.Fatalf("closed tenant read by another process: err %v, output %q; want Apollo", err, out)
+	}
+	// Isolation holds across the eviction: b sees only its own project.
+	list, _, err := projects.Projects(b, silo.Page{Limit: 10}, silo.ProjectFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != "Gemini" {
+		t.Fatalf("b lists %d projects; want only Gemini", len(list))
+	}
+}
