@@ -103,7 +103,7 @@ func lagOnce(ctx context.Context, app *App, t Tenant, i int) (d time.Duration, o
 			return time.Since(acked), true, nil
 		}
 		select {
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return 0, false, ctx.Err()
 		}

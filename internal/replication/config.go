@@ -69,6 +69,12 @@ dbs:
     # How often Litestream looks for new writes and uploads them; together
     # they bound the replication lag.
     monitor-interval: 1s
+    # Litestream checkpoints a file whose WAL holds changes once a minute by
+    # default; with a thousand tenants writing that is 17 checkpoints a
+    # second, a tenth of the CPU in a profile under load. Ten
+    # minutes (or 1,000 pages of WAL, whichever comes first) keeps the WAL
+    # bounded at about 4 MB per tenant.
+    checkpoint-interval: 10m
     replica:
       url: file:data/replica/tenants
       sync-interval: 1s
