@@ -34,6 +34,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 		writeDur     time.Duration
 		cpuProfile   string
 		pgTenants    int
+		target       string
+		opToken      string
 	)
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -60,6 +62,8 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&c.PostgresAdmin, "postgres-admin", "", "PostgreSQL URL of an owner role, to set up the pgshared tables first")
 	fs.IntVar(&pgTenants, "pg-tenants", 1000, "tenants in each PostgreSQL placement with --compare (a schema signup costs ~15 ms)")
 	fs.BoolVar(&c.Backup, "backup", false, "run with continuous backup (the built-in litestream.yml, replica in the data dir), to measure its cost")
+	fs.StringVar(&target, "target", "", "drive a Silo already serving at this URL (e.g. `silo serve --data DIR --no-backup` in another process) with the tenants an earlier run provisioned in --data DIR, instead of one started in-process")
+	fs.StringVar(&opToken, "operator-token", "", "with --target: the server's operator token, to report its handle cache")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +84,12 @@ func runBench(ctx context.Context, e env, args []string) error {
 	}
 	if compare && writeScaling {
 		return &usageError{"bench: --compare already includes the write-scaling runs"}
+	}
+	if target != "" {
+		if dir == "" || compare || writeScaling || c.Backup || cpuProfile != "" || c.Postgres != "" {
+			return &usageError{"bench: --target needs --data DIR (the fleet the server serves) and takes none of --compare, --write-scaling, --backup, --cpuprofile, --postgres"}
+		}
+		return benchTarget(ctx, e, target, opToken, dir, cfg, asJSON)
 	}
 	c.MigrateOnOpen = true
 	c.TenantIdleTimeout = 5 * time.Minute
@@ -155,6 +165,36 @@ func runBench(ctx context.Context, e env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
+	return nil
+}
+
+// benchTarget drives a server in another process; see bench.RunTarget.
+func benchTarget(ctx context.Context, e env, target, opToken, dir string, cfg bench.Config, asJSON bool) error {
+	cfg.Progress = e.stderr
+	var stats func() (tenantdb.CacheStats, error)
+	if opToken != "" {
+		stats = func() (tenantdb.CacheStats, error) {
+			raw, err := operatorRequest(ctx, "GET", target, opToken, "/api/operator/stats", nil)
+			if err != nil {
+				return tenantdb.CacheStats{}, err
+			}
+			var body struct {
+				Cache tenantdb.CacheStats `json:"cache"`
+			}
+			err = json.Unmarshal(raw, &body)
+			return body.Cache, err
+		}
+	}
+	rep, err := bench.RunTarget(ctx, target, dir, cfg, stats)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	bench.WriteText(e.stdout, rep)
 	return nil
 }
 

@@ -37,6 +37,8 @@ func TestBenchCommand(t *testing.T) {
 		{"bench", "--mix", "everything"},
 		{"bench", "--placement", "schema"},
 		{"bench", "--compare", "--write-scaling"},
+		{"bench", "--target", "http://127.0.0.1:1"},
+		{"bench", "--target", "http://127.0.0.1:1", "--data", "x", "--backup"},
 	} {
 		if err := run(context.Background(), args, noEnv, &stdout, &stderr); exitCode(err) != 2 {
 			t.Errorf("%s: %v, want a usage error", strings.Join(args, " "), err)

@@ -14,28 +14,38 @@ import (
 // commands' --server), with body encoded as JSON when not nil, and prints
 // its answer. A non-200 answer is an error that quotes it.
 func callOperator(ctx context.Context, e env, method, base, token, path string, body any) error {
+	raw, err := operatorRequest(ctx, method, base, token, path, body)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n", raw)
+	return nil
+}
+
+// operatorRequest sends one request to a server's operator API and returns
+// the body of a 200 answer.
+func operatorRequest(ctx context.Context, method, base, token, path string, body any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--server: %v", err)}
+		return nil, &usageError{fmt.Sprintf("--server: %v", err)}
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
+		return nil, fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
 	}
-	fmt.Fprintf(e.stdout, "%s\n", bytes.TrimSpace(raw))
-	return nil
+	return bytes.TrimSpace(raw), nil
 }

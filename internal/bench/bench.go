@@ -137,6 +137,7 @@ func (c *Config) Check() error {
 // Report is what one run measured. Durations are in milliseconds.
 type Report struct {
 	Scenario       string  `json:"scenario,omitempty"`
+	Target         string  `json:"target,omitempty"` // the URL of an outside server (--target)
 	Tenants        int     `json:"tenants"`
 	Placement      string  `json:"placement"`
 	Mix            string  `json:"mix"`

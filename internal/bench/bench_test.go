@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -187,5 +188,52 @@ func TestCheck(t *testing.T) {
 		if c.Check() == nil {
 			t.Errorf("accepted %+v", c)
 		}
+	}
+}
+
+// TestRunTarget drives a server outside the benchmark's own app (here a
+// real HTTP server on 127.0.0.1 over the same data dir, as `silo serve`
+// would be) with the fleet an earlier run provisioned, and reads its cache
+// counters through the stats function.
+func TestRunTarget(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := small()
+	if _, err := bench.Run(ctx, open, dir, cfg); err != nil { // provisions the fleet
+		t.Fatal(err)
+	}
+	app, err := open(ctx, dir, cfg.MaxOpenTenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	srv := httptest.NewServer(app.Handler)
+	defer srv.Close()
+
+	r, err := bench.RunTarget(ctx, srv.URL, dir, cfg, func() (tenantdb.CacheStats, error) { return app.Store.Cache().Stats(), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests == 0 || r.ErrorCount() != 0 || r.Reads == 0 || r.Writes == 0 {
+		t.Fatalf("requests %d (reads %d, writes %d), errors %v", r.Requests, r.Reads, r.Writes, r.Errors)
+	}
+	// Every request reached the outside server's cache: hits and misses
+	// account for them all (a mixed request borrows the handle once).
+	if got := r.Cache.Hits + r.Cache.Misses; got < r.Requests {
+		t.Fatalf("the server's cache saw %d borrows for %d requests", got, r.Requests)
+	}
+	if r.Target != srv.URL || r.Proc != (bench.Process{}) || r.Provisioned != 0 {
+		t.Fatalf("report: target %q, process %+v, provisioned %d", r.Target, r.Proc, r.Provisioned)
+	}
+	var out bytes.Buffer
+	bench.WriteText(&out, r)
+	if !strings.Contains(out.String(), "server at "+srv.URL) || strings.Contains(out.String(), "RSS") {
+		t.Fatalf("text report:\n%s", out.String())
+	}
+
+	// A dir without that many tenants is refused with what to do.
+	cfg.Tenants = 50
+	if _, err := bench.RunTarget(ctx, srv.URL, dir, cfg, nil); err == nil || !strings.Contains(err.Error(), "provision them first") {
+		t.Fatalf("RunTarget with too few tenants: %v", err)
 	}
 }

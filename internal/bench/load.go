@@ -98,9 +98,7 @@ func (e *errorCounts) add(key string) {
 	e.mu.Unlock()
 }
 
-// drive serves h on 127.0.0.1 and sends it cfg's mix from cfg.Concurrency
-// clients: cfg.Warmup unmeasured, then cfg.Duration measured. stats reads
-// the app's cache counters at the phase boundaries.
+// drive serves h on 127.0.0.1 and drives it; see driveURL.
 func drive(ctx context.Context, h http.Handler, stats func() tenantdb.CacheStats, ts []target, cfg Config) (*result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -113,7 +111,13 @@ func drive(ctx context.Context, h http.Handler, stats func() tenantdb.CacheStats
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	base := "http://" + ln.Addr().String()
+	return driveURL(ctx, "http://"+ln.Addr().String(), stats, ts, cfg)
+}
+
+// driveURL sends the server at base cfg's mix from cfg.Concurrency clients:
+// cfg.Warmup unmeasured, then cfg.Duration measured. stats reads the
+// server's cache counters at the phase boundaries.
+func driveURL(ctx context.Context, base string, stats func() tenantdb.CacheStats, ts []target, cfg Config) (*result, error) {
 	tr := &http.Transport{
 		Proxy:               nil, // traffic goes only to 127.0.0.1, whatever HTTP_PROXY says
 		MaxIdleConns:        2 * cfg.Concurrency,

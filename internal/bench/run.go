@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // Run provisions what cfg needs in dir (reusing the tenants a previous run
@@ -117,4 +120,50 @@ func newReport(cfg Config, tenants int, res *result) *Report {
 		r.ZipfS = cfg.ZipfS
 	}
 	return r
+}
+
+// RunTarget drives a Silo that is already serving at base (`silo serve` in
+// another process, say) with the tenants an earlier run provisioned in dir,
+// from a load generator outside the server: the same mix, tenant choice and
+// report as Run. stats, if not nil, reads the server's cache counters (its
+// operator API). The process figures would be the generator's, not the
+// server's, so the report leaves them out; MaxOpenTenants is whatever the
+// server was started with and is reported as 0.
+func RunTarget(ctx context.Context, base, dir string, cfg Config, stats func() (tenantdb.CacheStats, error)) (*Report, error) {
+	cfg.Defaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	f, err := loadFleet(dir)
+	if err != nil {
+		return nil, err
+	}
+	all := *f.of(cfg.Placement)
+	if len(all) < cfg.Tenants {
+		return nil, fmt.Errorf("bench: %s holds %d %s tenants, not %d: provision them first with `silo bench --data %s --tenants %d --placement %s`, then serve that dir", dir, len(all), cfg.Placement, cfg.Tenants, dir, cfg.Tenants, cfg.Placement)
+	}
+	var statsErr error
+	read := func() tenantdb.CacheStats {
+		if stats == nil {
+			return tenantdb.CacheStats{}
+		}
+		st, err := stats()
+		if err != nil && statsErr == nil {
+			statsErr = err
+		}
+		return st
+	}
+	res, err := driveURL(ctx, strings.TrimRight(base, "/"), read, targets(all[:cfg.Tenants]), cfg)
+	if err != nil {
+		return nil, err
+	}
+	if statsErr != nil {
+		return nil, fmt.Errorf("bench: reading the server's cache stats: %w", statsErr)
+	}
+	if res.requests == 0 {
+		return nil, fmt.Errorf("bench: no request completed in %s", cfg.Duration)
+	}
+	rep := newReport(cfg, cfg.Tenants, res)
+	rep.Target, rep.MaxOpenTenants, rep.Proc = base, 0, Process{}
+	return rep, nil
 }

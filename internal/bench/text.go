@@ -14,10 +14,16 @@ func WriteText(w io.Writer, r *Report) {
 	if r.Dist == DistZipf {
 		dist = fmt.Sprintf("zipf s=%g", r.ZipfS)
 	}
-	fmt.Fprintf(w, "silo bench: %d tenants (%s), %s, mix %s, concurrency %d, %.1fs measured after %.0fs warm-up, max-open-tenants %d\n",
-		r.Tenants, r.Placement, dist, r.Mix, r.Concurrency, r.DurationS, r.WarmupS, r.MaxOpenTenants)
+	where := fmt.Sprintf("max-open-tenants %d", r.MaxOpenTenants)
+	if r.Target != "" {
+		where = "server at " + r.Target
+	}
+	fmt.Fprintf(w, "silo bench: %d tenants (%s), %s, mix %s, concurrency %d, %.1fs measured after %.0fs warm-up, %s\n",
+		r.Tenants, r.Placement, dist, r.Mix, r.Concurrency, r.DurationS, r.WarmupS, where)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if r.Provisioned > 0 {
+	if r.Target != "" {
+		// Nothing provisioned; the process is the generator, not the server.
+	} else if r.Provisioned > 0 {
 		fmt.Fprintf(tw, "provisioning\t%d tenants in %.1fs (%.2f ms each)\n", r.Provisioned, r.ProvisionS, r.ProvisionPer)
 	} else {
 		fmt.Fprintf(tw, "provisioning\tnone (tenants reused from the data dir)\n")
@@ -26,10 +32,16 @@ func WriteText(w io.Writer, r *Report) {
 	fmt.Fprintf(tw, "latency\tp50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms\n", r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
 	fmt.Fprintf(tw, "errors\t%s\n", errorsText(r.Errors))
 	c := r.Cache
-	fmt.Fprintf(tw, "handle cache\thit ratio %.3f (%d hits, %d misses), %d open handles, %d evictions, %d open errors\n",
-		c.HitRatio, c.Hits, c.Misses, c.OpenHandles, c.Evictions, c.OpenErrors)
-	fmt.Fprintf(tw, "open latency\tp50 %.2f ms  p99 %.2f ms\n", c.OpenLatencyP50, c.OpenLatencyP99)
-	fmt.Fprintf(tw, "process\tRSS %.0f MB (peak %.0f MB), %d open fds (limit %d)\n", r.Proc.RSSMB, r.Proc.PeakRSSMB, r.Proc.FDs, r.Proc.FDLimit)
+	if r.Target != "" && c == (Cache{}) {
+		fmt.Fprintf(tw, "handle cache\tnot reported (--operator-token reads it from the server)\n")
+	} else {
+		fmt.Fprintf(tw, "handle cache\thit ratio %.3f (%d hits, %d misses), %d open handles, %d evictions, %d open errors\n",
+			c.HitRatio, c.Hits, c.Misses, c.OpenHandles, c.Evictions, c.OpenErrors)
+		fmt.Fprintf(tw, "open latency\tp50 %.2f ms  p99 %.2f ms\n", c.OpenLatencyP50, c.OpenLatencyP99)
+	}
+	if r.Target == "" {
+		fmt.Fprintf(tw, "process\tRSS %.0f MB (peak %.0f MB), %d open fds (limit %d)\n", r.Proc.RSSMB, r.Proc.PeakRSSMB, r.Proc.FDs, r.Proc.FDLimit)
+	}
 	if l := r.ReplicationLag; l != nil {
 		fmt.Fprintf(tw, "replication lag\tp50 %.0f ms  p99 %.0f ms  max %.0f ms (%d writes acknowledged → in the replica; %d not there after 30 s)\n", l.P50, l.P99, l.Max, l.Samples, l.Lost)
 	}

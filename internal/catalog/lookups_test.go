@@ -12,22 +12,27 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// openTwice opens one catalog file twice: as the server and as the CLI
+// would, each with its own connections and lookup cache.
+func openTwice(t *testing.T) (server, cli *catalog.Catalog) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	for _, c := range []**catalog.Catalog{&server, &cli} {
+		var err error
+		if *c, err = catalog.Open(context.Background(), path, sqlite.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { (*c).Close() })
+	}
+	return server, cli
+}
+
 // TestLookupCacheSeesOtherWriters: the request path caches lookups, yet a
 // change made through another Catalog on the same file (as the CLI does
 // from another process) is seen at the very next lookup.
 func TestLookupCacheSeesOtherWriters(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "catalog.db")
-	server, err := catalog.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	cli, err := catalog.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	server, cli := openTwice(t)
 
 	secret, hash := catalog.NewToken()
 	tn := &silo.Tenant{ID: "t1", Slug: "acme", Name: "Acme", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
@@ -73,17 +78,7 @@ func TestLookupCacheSeesOtherWriters(t *testing.T) {
 // the others keep the server's check busy.
 func TestLookupCacheConcurrentRevocations(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "catalog.db")
-	server, err := catalog.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	cli, err := catalog.Open(ctx, path, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	server, cli := openTwice(t)
 
 	const workers, rounds = 8, 15
 	ids := make([]silo.TenantID, workers)
