@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -173,8 +174,11 @@ func benchTarget(ctx context.Context, e env, target, opToken, dir string, cfg be
 	cfg.Progress = e.stderr
 	var stats func() (tenantdb.CacheStats, error)
 	if opToken != "" {
+		// Like the load's own client: no proxy, and a bound on each read so
+		// that a stalled server cannot hang the run's progress line.
+		client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
 		stats = func() (tenantdb.CacheStats, error) {
-			raw, err := operatorRequest(ctx, "GET", target, opToken, "/api/operator/stats", nil)
+			raw, err := operatorRequest(ctx, client, "GET", target, opToken, "/api/operator/stats", nil)
 			if err != nil {
 				return tenantdb.CacheStats{}, err
 			}

@@ -14,7 +14,7 @@ import (
 // commands' --server), with body encoded as JSON when not nil, and prints
 // its answer. A non-200 answer is an error that quotes it.
 func callOperator(ctx context.Context, e env, method, base, token, path string, body any) error {
-	raw, err := operatorRequest(ctx, method, base, token, path, body)
+	raw, err := operatorRequest(ctx, http.DefaultClient, method, base, token, path, body)
 	if err != nil {
 		return err
 	}
@@ -24,7 +24,7 @@ func callOperator(ctx context.Context, e env, method, base, token, path string, 
 
 // operatorRequest sends one request to a server's operator API and returns
 // the body of a 200 answer.
-func operatorRequest(ctx context.Context, method, base, token, path string, body any) ([]byte, error) {
+func operatorRequest(ctx context.Context, client *http.Client, method, base, token, path string, body any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -35,10 +35,10 @@ func operatorRequest(ctx context.Context, method, base, token, path string, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
-		return nil, &usageError{fmt.Sprintf("--server: %v", err)}
+		return nil, &usageError{fmt.Sprintf("server URL: %v", err)}
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -166,8 +166,8 @@ type Report struct {
 
 	Cache Cache   `json:"cache"`
 	Proc  Process `json:"process"`
-	// ReplicationLag, in milliseconds, with backups only.
-	ReplicationLag *Lag `json:"replication_lag_ms,omitempty"`
+	// ReplicationLag, with backups only.
+	ReplicationLag *Lag `json:"replication_lag,omitempty"`
 }
 
 // Latency quantiles of every measured request, in milliseconds.

@@ -15,28 +15,36 @@ import (
 
 // Lag is the replication lag measured during a run with backups: the time
 // from a write's acknowledgement to the moment the replica holds its
-// transaction.
+// transaction, in milliseconds.
 type Lag struct {
 	Samples int     `json:"samples"`
-	P50     float64 `json:"p50"`
-	P99     float64 `json:"p99"`
-	Max     float64 `json:"max"`
+	P50     float64 `json:"p50_ms"`
+	P99     float64 `json:"p99_ms"`
+	Max     float64 `json:"max_ms"`
 	Lost    int     `json:"not_replicated"` // probes still missing from the replica after 30 s
+	Failed  int     `json:"failed_writes"`  // probe writes that were not acknowledged
 }
 
-// lagProbes is how many probes run side by side, each writing to a random
-// tenant and waiting for that write to reach the replica before the next;
-// they add a few writes per second to the load.
+// lagProbes is how many probes run side by side. Each owns one tenant that
+// the load does not touch, so that nothing but its own write moves that
+// tenant's replica; together they add a few writes per second.
 const lagProbes = 4
 
+// lagTimeout bounds the wait for one write to reach the replica.
+const lagTimeout = 30 * time.Second
+
 // probeLag measures replication lag while the load runs: from the end of
-// warm-up until ctx is done, each probe reads a tenant's replicated
-// transaction ID, creates a project through the handler (in-process, the
-// same path as a client's request), and polls the replica until its
-// transaction ID passes the one read before.
-func probeLag(ctx context.Context, app *App, ts []Tenant, warmup time.Duration) *Lag {
+// warm-up until stop is closed, probe p reads its tenant ts[p] (which opens
+// and registers it for backup), reads the tenant's replicated transaction
+// ID, creates a project through the handler (in-process, the same path as
+// a client's request), and polls the replica until its transaction ID
+// passes the one read before. A probe under way when stop closes finishes
+// (within lagTimeout), so slow replications are not left out.
+func probeLag(ctx context.Context, stop <-chan struct{}, app *App, ts []Tenant, warmup time.Duration) *Lag {
 	select {
 	case <-time.After(warmup):
+	case <-stop:
+		return nil
 	case <-ctx.Done():
 		return nil
 	}
@@ -46,13 +54,20 @@ func probeLag(ctx context.Context, app *App, ts []Tenant, warmup time.Duration) 
 		lag  Lag
 		wg   sync.WaitGroup
 	)
-	for p := range lagProbes {
+	for _, t := range ts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(p), 99))
 			for i := 0; ctx.Err() == nil; i++ {
-				t := ts[r.IntN(len(ts))]
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// A random pause, so that writes do not fall into step with
+				// Litestream's once-a-second poll (which would measure the
+				// same phase of it every time).
+				time.Sleep(time.Duration(rand.IntN(1000)) * time.Millisecond)
 				d, ok, err := lagOnce(ctx, app, t, i)
 				if ctx.Err() != nil {
 					return
@@ -60,8 +75,7 @@ func probeLag(ctx context.Context, app *App, ts []Tenant, warmup time.Duration) 
 				mu.Lock()
 				switch {
 				case err != nil:
-					// A failed probe write is not lag; the load's own error
-					// counts show failures.
+					lag.Failed++
 				case !ok:
 					lag.Lost++
 				default:
@@ -69,32 +83,37 @@ func probeLag(ctx context.Context, app *App, ts []Tenant, warmup time.Duration) 
 					lag.Samples++
 				}
 				mu.Unlock()
+				if err != nil {
+					time.Sleep(100 * time.Millisecond) // do not spin on a failing tenant
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	lag.P50, lag.P99, lag.Max = ms(hist.Quantile(0.50)), ms(hist.Quantile(0.99)), ms(hist.Max())
+	if lag.Samples > 0 {
+		lag.P50, lag.P99, lag.Max = ms(hist.Quantile(0.50)), ms(hist.Quantile(0.99)), ms(hist.Max())
+	}
 	return &lag
 }
 
 // lagOnce writes once to t and waits for the replica. ok is false if the
-// write had not reached the replica after 30 s.
+// write had not reached the replica after lagTimeout.
 func lagOnce(ctx context.Context, app *App, t Tenant, i int) (d time.Duration, ok bool, err error) {
+	// Open (and so register) the tenant first: registering writes and syncs
+	// a transaction of Litestream's own, which must not be taken for ours.
+	if code, body := call(ctx, app, t, "GET", "/api/projects?limit=1", ""); code != http.StatusOK {
+		return 0, false, fmt.Errorf("lag probe read: %d %s", code, body)
+	}
 	before, err := app.ReplicaTXID(ctx, t.Slug)
 	if err != nil {
 		return 0, false, err
 	}
-	req := httptest.NewRequestWithContext(ctx, "POST", "/api/projects", strings.NewReader(fmt.Sprintf(`{"name":"lag probe %d"}`, i)))
-	req.Host = t.Slug + ".localhost"
-	req.Header.Set("Authorization", "Bearer "+t.Token)
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	app.Handler.ServeHTTP(rec, req)
-	if rec.Code != http.StatusCreated {
-		return 0, false, fmt.Errorf("lag probe write: %d %s", rec.Code, rec.Body.String())
+	name := fmt.Sprintf(`{"name":"lag probe %d-%d"}`, time.Now().UnixNano(), i) // unique across runs on one dir
+	if code, body := call(ctx, app, t, "POST", "/api/projects", name); code != http.StatusCreated {
+		return 0, false, fmt.Errorf("lag probe write: %d %s", code, body)
 	}
 	acked := time.Now()
-	for time.Since(acked) < 30*time.Second {
+	for time.Since(acked) < lagTimeout {
 		txid, err := app.ReplicaTXID(ctx, t.Slug)
 		if err != nil {
 			return 0, false, err
@@ -109,4 +128,17 @@ func lagOnce(ctx context.Context, app *App, t Tenant, i int) (d time.Duration, o
 		}
 	}
 	return 0, false, nil
+}
+
+// call serves one request for t through the app's handler, in-process.
+func call(ctx context.Context, app *App, t Tenant, method, path, body string) (int, string) {
+	req := httptest.NewRequestWithContext(ctx, method, path, strings.NewReader(body))
+	req.Host = t.Slug + ".localhost"
+	req.Header.Set("Authorization", "Bearer "+t.Token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	rec := httptest.NewRecorder()
+	app.Handler.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
 }

@@ -119,7 +119,7 @@ func drive(ctx context.Context, h http.Handler, stats func() tenantdb.CacheStats
 // server's cache counters at the phase boundaries.
 func driveURL(ctx context.Context, base string, stats func() tenantdb.CacheStats, ts []target, cfg Config) (*result, error) {
 	tr := &http.Transport{
-		Proxy:               nil, // traffic goes only to 127.0.0.1, whatever HTTP_PROXY says
+		Proxy:               nil, // straight to the server (127.0.0.1, or --target), whatever HTTP_PROXY says
 		MaxIdleConns:        2 * cfg.Concurrency,
 		MaxIdleConnsPerHost: 2 * cfg.Concurrency,
 		IdleConnTimeout:     time.Minute,

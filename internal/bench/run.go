@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenantdb"
 )
 
@@ -62,15 +63,21 @@ func runOn(ctx context.Context, open Opener, dir string, ts []Tenant, cfg Config
 }
 
 // runApp drives an open app against ts.
+//
+// With backups (app.ReplicaTXID set) and tenants in their own files, the
+// last lagProbes tenants are set aside for measuring replication lag and
+// the load runs on the others.
 func runApp(ctx context.Context, app *App, ts []Tenant, cfg Config) (*Report, error) {
 	var lag *Lag
 	var probed sync.WaitGroup
-	pctx, stopProbes := context.WithCancel(ctx)
-	if app.ReplicaTXID != nil && len(ts) > 0 {
-		probed.Go(func() { lag = probeLag(pctx, app, ts, cfg.Warmup) })
+	stop := make(chan struct{})
+	if app.ReplicaTXID != nil && cfg.Placement == silo.StrategyDatabase && len(ts) > 2*lagProbes {
+		probes := ts[len(ts)-lagProbes:]
+		ts = ts[:len(ts)-lagProbes]
+		probed.Go(func() { lag = probeLag(ctx, stop, app, probes, cfg.Warmup) })
 	}
 	res, err := drive(ctx, app.Handler, app.Store.Cache().Stats, targets(ts), cfg)
-	stopProbes()
+	close(stop)
 	probed.Wait()
 	if err != nil {
 		return nil, err
@@ -142,23 +149,41 @@ func RunTarget(ctx context.Context, base, dir string, cfg Config, stats func() (
 	if len(all) < cfg.Tenants {
 		return nil, fmt.Errorf("bench: %s holds %d %s tenants, not %d: provision them first with `silo bench --data %s --tenants %d --placement %s`, then serve that dir", dir, len(all), cfg.Placement, cfg.Tenants, dir, cfg.Tenants, cfg.Placement)
 	}
-	var statsErr error
+	// drive reads the stats before the measured phase, every second for the
+	// progress line, and after. A failed read shows the last good figures;
+	// only a failure of the first or the last read fails the run, since the
+	// report is their difference.
+	var (
+		mu          sync.Mutex
+		last        tenantdb.CacheStats
+		reads       int
+		firstErr    error
+		lastReadErr error
+	)
 	read := func() tenantdb.CacheStats {
 		if stats == nil {
 			return tenantdb.CacheStats{}
 		}
 		st, err := stats()
-		if err != nil && statsErr == nil {
-			statsErr = err
+		mu.Lock()
+		defer mu.Unlock()
+		reads++
+		lastReadErr = err
+		if err != nil {
+			if reads == 1 {
+				firstErr = err
+			}
+			return last
 		}
+		last = st
 		return st
 	}
 	res, err := driveURL(ctx, strings.TrimRight(base, "/"), read, targets(all[:cfg.Tenants]), cfg)
 	if err != nil {
 		return nil, err
 	}
-	if statsErr != nil {
-		return nil, fmt.Errorf("bench: reading the server's cache stats: %w", statsErr)
+	if err := errors.Join(firstErr, lastReadErr); err != nil {
+		return nil, fmt.Errorf("bench: reading the server's cache stats: %w", err)
 	}
 	if res.requests == 0 {
 		return nil, fmt.Errorf("bench: no request completed in %s", cfg.Duration)

@@ -43,7 +43,11 @@ func WriteText(w io.Writer, r *Report) {
 		fmt.Fprintf(tw, "process\tRSS %.0f MB (peak %.0f MB), %d open fds (limit %d)\n", r.Proc.RSSMB, r.Proc.PeakRSSMB, r.Proc.FDs, r.Proc.FDLimit)
 	}
 	if l := r.ReplicationLag; l != nil {
-		fmt.Fprintf(tw, "replication lag\tp50 %.0f ms  p99 %.0f ms  max %.0f ms (%d writes acknowledged → in the replica; %d not there after 30 s)\n", l.P50, l.P99, l.Max, l.Samples, l.Lost)
+		if l.Samples == 0 {
+			fmt.Fprintf(tw, "replication lag\tno samples (%d probe writes failed, %d not in the replica after 30 s)\n", l.Failed, l.Lost)
+		} else {
+			fmt.Fprintf(tw, "replication lag\tp50 %.0f ms  p99 %.0f ms  max %.0f ms (%d writes acknowledged → in the replica; %d not there after 30 s; %d probe writes failed)\n", l.P50, l.P99, l.Max, l.Samples, l.Lost, l.Failed)
+		}
 	}
 	tw.Flush()
 }

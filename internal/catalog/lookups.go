@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"database/sql"
 	"sync"
 
@@ -102,24 +103,28 @@ func (l *lookups) fresh(ctx context.Context) (uint64, error) {
 
 // run reads data_version for c and everyone waiting on it, then hands the
 // connection to the next check. Its query ignores the caller's cancellation,
-// which would fail the others too.
+// which would fail the others too. The outcome is published in a defer, so
+// that even a panic in the driver cannot leave the next check waiting.
 func (l *lookups) run(c *check) {
 	var v int64
-	err := l.stmt.QueryRowContext(context.Background()).Scan(&v)
+	err := errors.New("catalog: the freshness check did not complete")
+	defer func() {
+		l.mu.Lock()
+		if err == nil && (v != l.version || l.tenants == nil) {
+			l.version = v
+			l.gen++
+			l.tenants = map[string]*silo.Tenant{}
+			l.hashes = map[silo.TenantID][][]byte{}
+		}
+		c.gen, c.err = l.gen, err
+		l.running, l.next = l.next, nil
+		l.mu.Unlock()
+		close(c.done)
+	}()
+	err = l.stmt.QueryRowContext(context.Background()).Scan(&v)
 	if l.afterRead != nil {
 		l.afterRead()
 	}
-	l.mu.Lock()
-	if err == nil && (v != l.version || l.tenants == nil) {
-		l.version = v
-		l.gen++
-		l.tenants = map[string]*silo.Tenant{}
-		l.hashes = map[silo.TenantID][][]byte{}
-	}
-	c.gen, c.err = l.gen, err
-	l.running, l.next = l.next, nil
-	l.mu.Unlock()
-	close(c.done)
 }
 
 func (l *lookups) tenant(slug string) *silo.Tenant {

@@ -238,28 +238,37 @@ func (f *Fleet) migrateFile(ctx context.Context, path string, target int64, busy
 	// A closed file whose WAL is empty has its version in its header: a
 	// tenant already at the target costs one small read, not an open.
 	quiet := walEmpty(path)
-	hv, herr := sqlite.HeaderUserVersion(path)
-	if quiet && herr == nil && hv == target {
-		return hv, hv, nil
-	}
-	defer func() {
-		// A server without backups holds the files it has open exclusively
-		// (internal/tenantdb), so this open waits out the busy timeout and
-		// fails. Such a file is current when migrating up to this binary's
-		// latest version: the server keeps a file open only once it is at
-		// its latest version, and its header, which lags behind only by
-		// changes still in the WAL, already says so. Any other target needs
-		// the file itself.
-		if sqlite.IsBusy(err) && herr == nil && hv == target && target == f.files.Migrator().Latest() {
-			from, to, err = hv, hv, nil
+	if quiet {
+		if v, err := sqlite.HeaderUserVersion(path); err == nil && v == target {
+			return v, v, nil
 		}
-	}()
-	// Exclusive (unix-excl) when nobody else has the file open: no -shm file
-	// is created and deleted for each tenant, which on ext4 costs a journal
-	// commit that serialises the whole fleet. Another process that opens the
-	// file meanwhile waits (busy_timeout); a file with a live WAL (someone
-	// has it open) gets an ordinary connection.
-	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, BusyTimeout: busy, Exclusive: quiet, MustExist: true})
+	}
+	if target == f.files.Migrator().Latest() && !quiet {
+		// A server without backups holds the files it has open exclusively
+		// (internal/tenantdb), so this open would wait out the busy timeout
+		// and fail. Such a file is current when migrating up to this
+		// binary's latest version if its header says so: the server keeps a
+		// file open only once it is at its latest version, and writes a
+		// migration it made on open through to the header. So try briefly
+		// first, and fall back to the header when the file is held.
+		from, to, err = f.migrateOpen(ctx, path, target, 50*time.Millisecond, false)
+		if !sqlite.IsBusy(err) {
+			return from, to, err
+		}
+		if v, herr := sqlite.HeaderUserVersion(path); herr == nil && v == target {
+			return v, v, nil
+		}
+	}
+	return f.migrateOpen(ctx, path, target, busy, quiet)
+}
+
+// migrateOpen opens path and migrates it to target in one transaction.
+// exclusive (unix-excl) is for a file nobody else has open: no -shm file is
+// created and deleted for each tenant, which on ext4 costs a journal commit
+// that serialises the whole fleet. Another process that opens the file
+// meanwhile waits (busy_timeout).
+func (f *Fleet) migrateOpen(ctx context.Context, path string, target int64, busy time.Duration, exclusive bool) (from, to int64, err error) {
+	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, BusyTimeout: busy, Exclusive: exclusive, MustExist: true})
 	if err != nil {
 		return 0, 0, err
 	}

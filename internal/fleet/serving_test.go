@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,6 +155,11 @@ func TestMigrateBesideAnOpenTenant(t *testing.T) {
 	res, err := e.fleet.Migrate(ctx, fleet.Options{Concurrency: 2, BusyTimeout: 100 * time.Millisecond})
 	if err != nil || len(res.Failed) != 0 || res.Migrated != 2 || res.Current != 1 {
 		t.Fatalf("up: %+v %v; want the open tenant current and the 2 others migrated", res, err)
+	}
+	// Verify cannot read it either, and says so rather than calling it drift.
+	drifts, n, err := e.fleet.Verify(ctx, fleet.Options{BusyTimeout: 100 * time.Millisecond})
+	if err != nil || n != 3 || len(drifts) != 1 || drifts[0].Slug != held.Slug || !strings.Contains(drifts[0].String(), "held open by a running server") {
+		t.Fatalf("verify: %v of %d, %v; want only the open tenant, not verified", drifts, n, err)
 	}
 	res, err = e.fleet.Migrate(ctx, fleet.Options{Target: 1, Concurrency: 2, BusyTimeout: 100 * time.Millisecond, ContinueOnError: true})
 	if err != nil || len(res.Failed) != 1 || res.Failed[0].Slug != held.Slug || res.Migrated != 2 {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -74,7 +75,7 @@ func (f *Fleet) Verify(ctx context.Context, opts Options) ([]Drift, int, error) 
 		}
 		g.Go(func() error {
 			d := Drift{Slug: t.Slug}
-			d.Version, d.Got, d.Err = f.hashFile(gctx, t.ID)
+			d.Version, d.Got, d.Err = f.hashFile(gctx, t.ID, opts.BusyTimeout)
 			if d.Err == nil {
 				d.Expected, d.Err = m.ExpectedHash(gctx, f.scratch, d.Version)
 			}
@@ -93,7 +94,15 @@ func (f *Fleet) Verify(ctx context.Context, opts Options) ([]Drift, int, error) 
 	return drifts, len(ts), nil
 }
 
-func (f *Fleet) hashFile(ctx context.Context, id silo.TenantID) (version int64, hash string, err error) {
+// hashFile reads the schema version and hash of a tenant's file. A file
+// that a server without backups holds open (exclusively) cannot be read and
+// is reported as such, not as drift.
+func (f *Fleet) hashFile(ctx context.Context, id silo.TenantID, busy time.Duration) (version int64, hash string, err error) {
+	defer func() {
+		if sqlite.IsBusy(err) {
+			err = fmt.Errorf("not verified: the file is held open by a running server (without backups it holds its open tenants exclusively): %w", err)
+		}
+	}()
 	path, err := f.files.Path(id)
 	if err != nil {
 		return 0, "", err
@@ -101,7 +110,7 @@ func (f *Fleet) hashFile(ctx context.Context, id silo.TenantID) (version int64, 
 	if _, err := os.Stat(path); err != nil {
 		return 0, "", err
 	}
-	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1})
+	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, BusyTimeout: busy, MustExist: true})
 	if err != nil {
 		return 0, "", err
 	}

@@ -53,14 +53,17 @@ type Options struct {
 	// Exclusive opens with SQLite's unix-excl VFS: the connection holds an
 	// exclusive lock on the file while it is open and keeps the WAL index in
 	// memory, so no -shm file is created or deleted. Other processes wait
-	// (busy_timeout) until it closes. For short, single-connection work.
+	// (busy_timeout) until it closes. The connections of one process share
+	// the in-memory index, so a pool works too.
 	Exclusive bool
 	// KeepWAL keeps the -wal file when the last connection closes, emptied
 	// (SQLITE_FCNTL_PERSIST_WAL with journal_size_limit(0)), so that the
 	// next open finds it instead of creating it, and the close truncates it
 	// instead of unlinking it: two ext4 metadata operations fewer per open
-	// and close cycle. Not for files Litestream replicates, which must keep
-	// their WAL's content (see internal/replication).
+	// and close cycle. (The limit also truncates the WAL whenever a busy
+	// writer restarts it, about every 1,000 pages.) Not for files Litestream
+	// replicates, which must keep their WAL's content (see
+	// internal/replication).
 	KeepWAL bool
 	// LockingExclusive sets locking_mode=EXCLUSIVE: the connection keeps the
 	// file's lock from its first transaction until it closes, so SQLite
@@ -254,7 +257,10 @@ func removeScratch(path string) {
 
 // HeaderUserVersion reads user_version from the database header of a
 // closed file (4 big-endian bytes at offset 60) without opening it with
-// SQLite. It is only meaningful when the file has no WAL content.
+// SQLite. It is only meaningful when the file has no WAL content, or when
+// whoever holds the file has written its version through (a checkpoint).
+// Never call it in a process that has the file open through SQLite: closing
+// any descriptor of a file drops the process's POSIX locks on it.
 func HeaderUserVersion(path string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -467,12 +467,18 @@ func (c *Cache) idleLoop() {
 			return
 		case now := <-t.C:
 			c.mu.Lock()
+			// The protected segment is in order of use, so its walk stops at
+			// the first recent handle; probation is not (a handle demoted
+			// from protected keeps its older lastUsed), so it is walked whole.
 			for _, l := range []*list.List{&c.probation, &c.protected} {
 				for el := l.Back(); el != nil; {
 					e := el.Value.(*entry)
 					el = el.Prev()
 					if now.Sub(e.lastUsed) < c.cfg.IdleTimeout {
-						break // the rest of this segment is more recent
+						if l == &c.protected {
+							break
+						}
+						continue
 					}
 					if e.refs == 0 && isReady(e) {
 						c.removeLocked(e)

@@ -265,7 +265,7 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 	// the syscalls SQLite otherwise makes to notice other connections. One
 	// connection serialises a tenant's requests, which costs nothing
 	// measurable even for one tenant taking all the traffic (13,081 vs
-	// 13,677 req/s), and a miss (open, first query, close) costs 2.7× less
+	// 13,677 req/s), and a miss (open, first query, close) costs 2.75× less
 	// CPU; docs/benchmarks.md has the figures. Another process that opens
 	// the file meanwhile (the sqlite3 shell, `silo migrate down`) waits for
 	// busy_timeout, then gets "database is locked", instead of racing us.
