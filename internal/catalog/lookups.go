@@ -2,8 +2,8 @@ package catalog
 
 import (
 	"context"
-	"errors"
 	"database/sql"
+	"errors"
 	"sync"
 
 	"github.com/silohq/silo/internal/silo"
