@@ -30,11 +30,23 @@ import (
 // passes PRAGMA integrity_check, and after every restart every write that
 // was acknowledged with 201, in this round or an earlier one, is there.
 // This is the README's promise for --durability normal: a process crash
-// loses nothing acknowledged.
+// loses nothing acknowledged. It runs with backups (the default: tenant files
+// opened the ordinary way, beside Litestream) and without (files held
+// exclusively, the WAL index in memory, so recovery rebuilds it from the WAL).
 func TestCrashDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the binary; skipped in -short")
 	}
+	bin := buildSilo(t)
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{{"backups", nil}, {"no-backup", []string{"--no-backup"}}} {
+		t.Run(mode.name, func(t *testing.T) { crashDurability(t, bin, mode.args...) })
+	}
+}
+
+func crashDurability(t *testing.T, bin string, extra ...string) {
 	const (
 		nTenants = 12
 		rounds   = 3
@@ -44,12 +56,11 @@ func TestCrashDurability(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
-	bin := buildSilo(t)
 	// The rounds stay well under a minute. The build is outside the
 	// bound: CI's CGO_ENABLED=0 build step has warmed its cache.
 	deadline := time.Now().Add(45 * time.Second)
 	data := t.TempDir()
-	child := startSilo(t, bin, data)
+	child := startSilo(t, bin, data, extra...)
 
 	// Tenants, signed up on the first instance.
 	type tenant struct{ slug, token string }
@@ -142,7 +153,7 @@ func TestCrashDurability(t *testing.T) {
 			t.Logf("round %d: %d files had a WAL at the kill; all pass integrity_check", round, n)
 		}
 
-		child = startSilo(t, bin, data)
+		child = startSilo(t, bin, data, extra...)
 		for i, tn := range ts {
 			got := listAll(t, child.url, tn.slug, tn.token, "/api/projects", "projects")
 			for id, p := range acked[i] {
@@ -191,10 +202,12 @@ type siloProcess struct {
 	done   chan struct{}
 }
 
-// startSilo starts `silo serve` on 127.0.0.1 and waits for its address.
-func startSilo(t *testing.T, bin, data string) *siloProcess {
+// startSilo starts `silo serve` on 127.0.0.1 and waits for its address;
+// extra flags follow the common ones.
+func startSilo(t *testing.T, bin, data string, extra ...string) *siloProcess {
 	t.Helper()
-	return startSiloArgs(t, bin, "serve", "--addr", "127.0.0.1:0", "--data", data, "--max-open-tenants", "4")
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--max-open-tenants", "4"}, extra...)
+	return startSiloArgs(t, bin, args...)
 }
 
 // startSiloArgs starts the binary with args and waits for its address.
