@@ -45,6 +45,19 @@ func TestOpenTenantIsExclusiveWithoutBackup(t *testing.T) {
 	if _, err := os.Stat(path + "-shm"); !os.IsNotExist(err) {
 		t.Fatalf("open tenant has a -shm file (%v): not exclusive", err)
 	}
+	// One connection, in exclusive locking mode.
+	db, release, err := store.Acquire(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA locking_mode").Scan(&mode); err != nil || mode != "exclusive" {
+		t.Fatalf("locking_mode = %q, %v; want exclusive", mode, err)
+	}
+	if n := db.Stats().MaxOpenConnections; n != 1 {
+		t.Fatalf("the handle may open %d connections; want 1", n)
+	}
+	release()
 	out, err := exec.Command(shell, "-cmd", ".timeout 100", path, "SELECT count(*) FROM projects;").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "locked") {
 		t.Fatalf("another process read an open tenant: err %v, output %q", err, out)
