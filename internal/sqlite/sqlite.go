@@ -73,39 +73,29 @@ type Options struct {
 	// gets SQLITE_BUSY meanwhile: use it with MaxConns 1 on a file nobody
 	// else needs while it is open.
 	LockingExclusive bool
+	// Owned gives the file to one connection of this process for as long
+	// as the handle is open: MaxConns is 1 and the locking mode exclusive.
+	// On Linux SQLite's unix-none VFS does no locking of its own and an
+	// open-file-description lock held by the handle keeps every other
+	// connection, in this process or another, out; elsewhere it falls back
+	// to unix-excl. The point is the open: the unix VFSes keep one list of
+	// every file the process has open and walk it twice per open (to share
+	// POSIX locks between connections of one process), which with a
+	// thousand tenants open cost more than the rest of the open did.
+	Owned bool
 }
 
-// DSN returns the modernc DSN for path. Per-connection settings go in the DSN
-// so that every pooled connection gets them: a PRAGMA run with ExecContext
-// reaches only one connection. WAL mode is stored in the file itself (see
-// SetWAL) and costs nothing per open.
-func DSN(path string, o Options) string {
-	sync := "normal"
-	if o.Durability == DurabilityFull {
-		sync = "full"
-	}
+// dsn returns the modernc DSN for path: where and how to open the file.
+// The per-connection pragmas are not in it but in connector.init, because
+// modernc runs DSN pragmas in alphabetical order and an owned file needs its
+// locking mode set before anything reads the file.
+func dsn(path, vfs string, o Options) string {
 	q := url.Values{}
-	busy := o.BusyTimeout
-	if busy <= 0 {
-		busy = 5 * time.Second
-	}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
-	q.Add("_pragma", "foreign_keys(on)")
-	q.Add("_pragma", "synchronous("+sync+")")
-	if o.CacheKiB > 0 {
-		q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", o.CacheKiB))
-	}
 	// Write transactions take the write lock at BEGIN, so two writers never
 	// deadlock upgrading a read lock; busy_timeout then queues them.
 	q.Set("_txlock", "immediate")
-	if o.Exclusive {
-		q.Set("vfs", "unix-excl")
-	}
-	if o.KeepWAL {
-		q.Add("_pragma", "journal_size_limit(0)")
-	}
-	if o.LockingExclusive {
-		q.Add("_pragma", "locking_mode(exclusive)")
+	if vfs != "" {
+		q.Set("vfs", vfs)
 	}
 	if o.MustExist {
 		q.Set("mode", "rw") // SQLite's own URI parameter
@@ -113,18 +103,69 @@ func DSN(path string, o Options) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
+// pragmas returns the statements every connection runs when it opens, in
+// the order they must run. WAL mode is stored in the file itself (see
+// SetWAL) and costs nothing per open.
+func pragmas(o Options) string {
+	sync := "normal"
+	if o.Durability == DurabilityFull {
+		sync = "full"
+	}
+	var b strings.Builder
+	// Before anything reads the file: unix-none has no shared-memory WAL
+	// index, so SQLite must know from the start that this connection keeps
+	// the file to itself and may hold the index in its own memory.
+	if o.LockingExclusive {
+		b.WriteString("PRAGMA locking_mode=EXCLUSIVE;")
+	}
+	// Before the first statement that reads the file, so that it waits for
+	// another connection's lock instead of failing.
+	fmt.Fprintf(&b, "PRAGMA busy_timeout=%d;", busyTimeout(o).Milliseconds())
+	b.WriteString("PRAGMA foreign_keys=ON;PRAGMA synchronous=" + sync + ";")
+	if o.KeepWAL {
+		b.WriteString("PRAGMA journal_size_limit=0;")
+	}
+	if o.CacheKiB > 0 {
+		fmt.Fprintf(&b, "PRAGMA cache_size=-%d;", o.CacheKiB)
+	}
+	return b.String()
+}
+
+func busyTimeout(o Options) time.Duration {
+	if o.BusyTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return o.BusyTimeout
+}
+
 // Open opens the SQLite file at path. It does not create missing parents.
+// The file itself is opened by the first query; an owned file is locked
+// here, so a file another process holds fails now.
 func Open(path string, o Options) (*sql.DB, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?' or '#'", path)
 	}
-	c, err := sqlite.NewConnector(DSN(path, o))
+	vfs := ""
+	if o.Exclusive {
+		vfs = "unix-excl"
+	}
+	c := &connector{init: pragmas(o), persistWAL: o.KeepWAL}
+	if o.Owned {
+		o.MaxConns, o.LockingExclusive = 1, true
+		c.init = pragmas(o)
+		vfs = ownedVFS
+		lock, err := lockOwned(path, busyTimeout(o))
+		if err != nil {
+			return nil, err
+		}
+		c.lock = lock
+	}
+	mc, err := sqlite.NewConnector(dsn(path, vfs, o))
 	if err != nil {
+		c.Close()
 		return nil, err
 	}
-	if o.KeepWAL {
-		c = keepWALConnector{c}
-	}
+	c.Connector = mc
 	db := sql.OpenDB(c)
 	n := o.MaxConns
 	if n <= 0 {
@@ -138,26 +179,58 @@ func Open(path string, o Options) (*sql.DB, error) {
 	return db, nil
 }
 
-// keepWALConnector sets SQLITE_FCNTL_PERSIST_WAL on each connection it
-// opens: SQLite honours it on whichever connection closes the file last, and
-// database/sql decides which one that is.
-type keepWALConnector struct{ driver.Connector }
+// connector opens modernc connections and prepares each one: the pragmas,
+// and SQLITE_FCNTL_PERSIST_WAL when the WAL is kept (SQLite honours it on
+// whichever connection closes the file last, and database/sql decides which
+// one that is). It hands them out with a statement cache (cachingConn). For an owned file it holds the lock, which database/sql
+// releases by calling Close from DB.Close, after closing the connection.
+type connector struct {
+	driver.Connector
+	init       string
+	persistWAL bool
+	lock       io.Closer // nil unless owned (and on Linux)
+}
 
-func (k keepWALConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := k.Connector.Connect(ctx)
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if err := c.prepare(ctx, conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return newCachingConn(conn), nil
+}
+
+func (c *connector) prepare(ctx context.Context, conn driver.Conn) error {
+	ex, ok := conn.(driver.ExecerContext)
+	if !ok {
+		return errors.New("sqlite: driver connection lacks ExecContext")
+	}
+	// One call runs every statement: the pragmas parse as one script.
+	if _, err := ex.ExecContext(ctx, c.init, nil); err != nil {
+		return fmt.Errorf("sqlite: connection pragmas: %w", err)
+	}
+	if !c.persistWAL {
+		return nil
+	}
 	fc, ok := conn.(sqlite.FileControl)
 	if !ok {
-		conn.Close()
-		return nil, errors.New("sqlite: driver connection lacks FileControl")
+		return errors.New("sqlite: driver connection lacks FileControl")
 	}
 	if _, err := fc.FileControlPersistWAL("main", 1); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("sqlite: persist WAL: %w", err)
+		return fmt.Errorf("sqlite: persist WAL: %w", err)
 	}
-	return conn, nil
+	return nil
+}
+
+// Close releases an owned file's lock. database/sql calls it from DB.Close.
+func (c *connector) Close() error {
+	if c.lock == nil {
+		return nil
+	}
+	return c.lock.Close()
 }
 
 // SetWAL switches the file to WAL mode, which SQLite records in the file, so
@@ -198,6 +271,12 @@ func FormatError(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return silo.Errorf(silo.ENOTFOUND, "Not found.")
 	}
+	// Another handle or process kept the file locked past the busy
+	// timeout (an operator's sqlite3 shell, a migration run from the CLI):
+	// unavailable for now, not the request's fault.
+	if errors.Is(err, ErrLocked) {
+		return &storageError{err}
+	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
@@ -210,7 +289,7 @@ func FormatError(err error) error {
 		// gone): the tenant is unavailable, not the request wrong; the
 		// wrapped error keeps the detail for the log.
 		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM:
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM:
 			return &storageError{err}
 		}
 	}
@@ -235,9 +314,16 @@ func IsStorage(err error) bool {
 // IsBusy reports whether err is SQLITE_BUSY: another connection held the
 // file's lock for longer than the busy timeout.
 func IsBusy(err error) bool {
+	if errors.Is(err, ErrLocked) {
+		return true
+	}
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
+
+// ErrLocked is returned by Open when another handle holds a file that is to
+// be owned, for longer than the busy timeout.
+var ErrLocked = errors.New("sqlite: database is locked by another handle")
 
 // IsUnique reports whether err is a unique-constraint violation.
 func IsUnique(err error) bool {

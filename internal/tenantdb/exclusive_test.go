@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
 	"github.com/silohq/silo/internal/tenantdb"
 )
 
@@ -89,5 +90,77 @@ func TestOpenTenantIsExclusiveWithoutBackup(t *testing.T) {
 	}
 	if len(list) != 1 || list[0].Name != "Gemini" {
 		t.Fatalf("b lists %d projects; want only Gemini", len(list))
+	}
+}
+
+// TestOpenTenantHeldElsewhere: while another handle holds a closed tenant's
+// file (here a plain SQLite handle of this process in a write transaction,
+// as the sqlite3 shell would from outside), the tenant's requests wait for
+// the busy timeout, then fail as unavailable (503, retry later), not as an
+// internal error; the other tenants are served meanwhile, and once the
+// holder lets go the tenant is served again.
+func TestOpenTenantHeldElsewhere(t *testing.T) {
+	ctx := context.Background()
+	store, err := tenantdb.Open(ctx, tenantdb.Config{
+		Dir:    t.TempDir(),
+		Cache:  tenantdb.CacheConfig{Capacity: 4},
+		SQLite: sqlite.Options{BusyTimeout: 100 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(ctx)
+	projects := tenantdb.NewProjectService(store)
+	tenant := func(id string) context.Context {
+		tn := &silo.Tenant{ID: silo.TenantID(id), Slug: id, Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+		if err := store.Provision(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+		return silo.NewContextWithTenant(ctx, tn)
+	}
+	a, b := tenant("a"), tenant("b")
+	if _, err := projects.CreateProject(a, "Apollo"); err != nil {
+		t.Fatal(err)
+	}
+	store.Cache().Discard("a")
+	waitClosed(t, store)
+	path, _ := store.Path("a")
+	other, err := sqlite.Open(path, sqlite.Options{MustExist: true, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE projects SET name = 'Held' WHERE name = 'Apollo'"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = projects.Projects(a, silo.Page{Limit: 10}, silo.ProjectFilter{})
+	if silo.ErrorCode(err) != silo.ESTORAGE {
+		t.Fatalf("request to a tenant held elsewhere: %v (code %q); want %q", err, silo.ErrorCode(err), silo.ESTORAGE)
+	}
+	if _, err := projects.CreateProject(b, "Gemini"); err != nil {
+		t.Fatalf("another tenant: %v", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	list, _, err := projects.Projects(a, silo.Page{Limit: 10}, silo.ProjectFilter{})
+	if err != nil || len(list) != 1 || list[0].Name != "Apollo" {
+		t.Fatalf("after the holder let go: %v, %v; want Apollo", list, err)
+	}
+}
+
+func waitClosed(t *testing.T, store *tenantdb.Store) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for store.Cache().Stats().Closing > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a close did not finish")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

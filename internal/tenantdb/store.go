@@ -257,24 +257,25 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 	o.MustExist = true
 	// Without backups nothing else needs the file while it is open (holds
 	// close the handle before a move, restore or delete touches the file), so
-	// take it for ourselves. unix-excl keeps the WAL index in memory instead
-	// of an mmapped -shm file, which removes the -shm create/map/unmap/unlink
-	// from every open and close; the emptied WAL is kept (KeepWAL), so an
-	// open creates and a close unlinks no file at all; and one connection in
-	// exclusive locking mode keeps its lock, which spares every transaction
-	// the syscalls SQLite otherwise makes to notice other connections. One
-	// connection serialises a tenant's requests, which costs nothing
-	// measurable even for one tenant taking all the traffic (13,081 vs
-	// 13,677 req/s), and a miss (open, first query, close) costs 2.75× less
-	// CPU; docs/benchmarks.md has the figures. Another process that opens
-	// the file meanwhile (the sqlite3 shell, `silo migrate down`) waits for
+	// take it for ourselves (sqlite.Options.Owned): one connection in
+	// exclusive locking mode, which keeps its lock and so spares every
+	// transaction the syscalls SQLite otherwise makes to notice other
+	// connections; the WAL index in its memory instead of an mmapped -shm
+	// file, which removes the -shm create/map/unmap/unlink from every open
+	// and close; and on Linux no walk of SQLite's list of the process's open
+	// files, twice per open. The emptied WAL is kept (KeepWAL), so an open
+	// creates and a close unlinks no file at all. One connection serialises
+	// a tenant's requests, which costs nothing measurable even for one
+	// tenant taking all the traffic (13,081 vs 13,677 req/s), and a miss
+	// (open, first query, close) costs a third of the CPU;
+	// docs/benchmarks.md has the figures. Another process that opens the
+	// file meanwhile (the sqlite3 shell, `silo migrate down`) waits for
 	// busy_timeout, then gets "database is locked", instead of racing us.
 	//
 	// With backups Litestream opens its own connections to the file, so the
 	// ordinary VFS, locking mode and pool stay.
 	if s.cfg.Backup == nil {
-		o.Exclusive, o.KeepWAL, o.LockingExclusive = true, true, true
-		o.MaxConns = 1
+		o.Owned, o.KeepWAL = true, true
 	}
 	db, err := sqlite.Open(path, o)
 	if err == nil {
