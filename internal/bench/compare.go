@@ -47,8 +47,8 @@ type WritePoint struct {
 	SharedErrors   int64   `json:"shared_errors"`
 }
 
-// fdsPerHandle is what one open tenant handle costs in descriptors with
-// SQLite's default VFS: the file, its -wal and its -shm.
+// fdsPerHandle is what one open tenant handle costs in descriptors: the
+// file, its -wal, and its -shm (with backups) or the owner's lock (without).
 const fdsPerHandle = 3
 
 // fittingTenants is how many tenants can all be open at once under the

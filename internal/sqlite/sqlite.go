@@ -149,17 +149,16 @@ func Open(path string, o Options) (*sql.DB, error) {
 	if o.Exclusive {
 		vfs = "unix-excl"
 	}
-	c := &connector{init: pragmas(o), persistWAL: o.KeepWAL}
+	var lock io.Closer
 	if o.Owned {
 		o.MaxConns, o.LockingExclusive = 1, true
-		c.init = pragmas(o)
 		vfs = ownedVFS
-		lock, err := lockOwned(path, busyTimeout(o))
-		if err != nil {
+		var err error
+		if lock, err = lockOwned(path, busyTimeout(o)); err != nil {
 			return nil, err
 		}
-		c.lock = lock
 	}
+	c := &connector{init: pragmas(o), persistWAL: o.KeepWAL, lock: lock}
 	mc, err := sqlite.NewConnector(dsn(path, vfs, o))
 	if err != nil {
 		c.Close()
@@ -182,7 +181,8 @@ func Open(path string, o Options) (*sql.DB, error) {
 // connector opens modernc connections and prepares each one: the pragmas,
 // and SQLITE_FCNTL_PERSIST_WAL when the WAL is kept (SQLite honours it on
 // whichever connection closes the file last, and database/sql decides which
-// one that is). It hands them out with a statement cache (cachingConn). For an owned file it holds the lock, which database/sql
+// one that is). It hands them out wrapped in a statement cache
+// (cachingConn). For an owned file it holds the lock, which database/sql
 // releases by calling Close from DB.Close, after closing the connection.
 type connector struct {
 	driver.Connector
