@@ -314,6 +314,9 @@ func progressLoop(w io.Writer, line func(elapsed time.Duration) string) (stop fu
 		for {
 			select {
 			case <-quit:
+				// A last line with the final figures, also for a run
+				// shorter than the first tick.
+				fmt.Fprintln(w, line(time.Since(start)))
 				return
 			case <-t.C:
 				fmt.Fprintln(w, line(time.Since(start)))

@@ -26,7 +26,7 @@ func TestParseConfigDefault(t *testing.T) {
 	}
 	if ten.Dir != filepath.Join(dataDir, "tenants") || ten.Pattern != "*.db" ||
 		ten.ReplicaURL != "file://"+filepath.Join(dataDir, "replica", "tenants") ||
-		ten.MonitorInterval != time.Second || ten.SyncInterval != time.Second {
+		ten.MonitorInterval != time.Second || ten.SyncInterval != 500*time.Millisecond {
 		t.Fatalf("tenants entry %+v", ten)
 	}
 	if cfg.TenantDir() != ten {

@@ -3,6 +3,7 @@
 package sqlite
 
 import (
+	"context"
 	"io"
 	"time"
 )
@@ -11,4 +12,4 @@ import (
 // without the saving in the open path.
 const ownedVFS = "unix-excl"
 
-func lockOwned(string, time.Duration) (io.Closer, error) { return nil, nil }
+func lockOwned(context.Context, string, time.Duration) (io.Closer, error) { return nil, nil }

@@ -229,9 +229,14 @@ func TestOwnedLocksOutThisProcess(t *testing.T) {
 		f.Close()
 	}
 	quick := 50 * time.Millisecond
-	if _, err := sqlite.Open(path, sqlite.Options{Owned: true, MustExist: true, BusyTimeout: quick}); !errors.Is(err, sqlite.ErrLocked) || !sqlite.IsBusy(err) {
+	second, err := sqlite.Open(path, sqlite.Options{Owned: true, MustExist: true, BusyTimeout: quick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.UserVersion(ctx, second); !errors.Is(err, sqlite.ErrLocked) || !sqlite.IsBusy(err) {
 		t.Fatalf("second owner: %v; want ErrLocked", err)
 	}
+	second.Close()
 	other, err := sqlite.Open(path, sqlite.Options{MustExist: true, BusyTimeout: quick})
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +256,110 @@ func TestOwnedLocksOutThisProcess(t *testing.T) {
 	defer again.Close()
 	if err := again.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("after the owner closed: %d, %v; want 1 row", n, err)
+	}
+}
+
+// TestOwnedLockOutlivesDBClose: closing an owned *sql.DB while one of its
+// transactions is still open must not let another owner in: the lock goes
+// with the connection, which database/sql closes only when the transaction
+// gives it back. (A lock tied to the *sql.DB let a second owner write
+// meanwhile, and the first one's committed row was lost.)
+func TestOwnedLockOutlivesDBClose(t *testing.T) {
+	ctx := context.Background()
+	path := newWALFile(t)
+	quick := sqlite.Options{Owned: true, KeepWAL: true, MustExist: true, BusyTimeout: 50 * time.Millisecond}
+	first, err := sqlite.Open(path, quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := first.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // returns at once; the transaction's connection stays open
+	second, err := sqlite.Open(path, quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if _, err := second.ExecContext(ctx, "INSERT INTO t (v) VALUES (2)"); !errors.Is(err, sqlite.ErrLocked) {
+		t.Fatalf("second owner while the first's transaction is open: %v; want ErrLocked", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.ExecContext(ctx, "INSERT INTO t (v) VALUES (3)"); err != nil {
+		t.Fatalf("second owner after the first let go: %v", err)
+	}
+	var got string
+	if err := second.QueryRowContext(ctx, "SELECT group_concat(v) FROM (SELECT v FROM t ORDER BY v)").Scan(&got); err != nil || got != "1,3" {
+		t.Fatalf("rows %q, %v; want 1,3", got, err)
+	}
+}
+
+// TestOwnedFailedAttemptKeepsOthersLocks: an owner that cannot get the lock
+// must not close its descriptor of the file, which would drop the POSIX
+// locks another handle of this process holds on it; and a descriptor kept
+// from a failed attempt must not lock a file that has since been replaced.
+func TestOwnedFailedAttemptKeepsOthersLocks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the owned lock is an OFD lock only on Linux")
+	}
+	ctx := context.Background()
+	path := newWALFile(t)
+	quick := sqlite.Options{Owned: true, KeepWAL: true, MustExist: true, BusyTimeout: 30 * time.Millisecond}
+	plain, err := sqlite.Open(path, sqlite.Options{MustExist: true, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := plain.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t (v) VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		owner, err := sqlite.Open(path, quick)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sqlite.UserVersion(ctx, owner); !errors.Is(err, sqlite.ErrLocked) {
+			t.Fatalf("attempt %d while another handle writes: %v; want ErrLocked", i, err)
+		}
+		owner.Close()
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	plain.Close()
+
+	// Replace the file (as a restore does) while a spare descriptor of the
+	// old one is kept: the next owner must lock the new file.
+	fresh := newWALFile(t)
+	if err := os.Rename(fresh, path); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path + "-wal")
+	owner, err := sqlite.Open(path, quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	if _, err := owner.ExecContext(ctx, "INSERT INTO t (v) VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sqlite.Open(path, sqlite.Options{MustExist: true, BusyTimeout: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var n int
+	if err := other.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); !sqlite.IsBusy(err) {
+		t.Fatalf("a plain handle read the replaced file while it is owned: %d, %v; want SQLITE_BUSY", n, err)
 	}
 }
 

@@ -45,7 +45,8 @@ type Options struct {
 	// that a thousand open tenants fit in memory.
 	CacheKiB int
 	// BusyTimeout is how long a statement waits for another connection's
-	// lock before failing with SQLITE_BUSY; 0 means 5 s.
+	// lock before failing with SQLITE_BUSY, and an owned file's connection
+	// for the owner's lock before failing with ErrLocked; 0 means 5 s.
 	BusyTimeout time.Duration
 	// MustExist opens read-write without creating: a file that is missing
 	// (deleted, or moved away) fails instead of appearing empty.
@@ -76,12 +77,14 @@ type Options struct {
 	// Owned gives the file to one connection of this process for as long
 	// as the handle is open: MaxConns is 1 and the locking mode exclusive.
 	// On Linux SQLite's unix-none VFS does no locking of its own and an
-	// open-file-description lock held by the handle keeps every other
-	// connection, in this process or another, out; elsewhere it falls back
-	// to unix-excl. The point is the open: the unix VFSes keep one list of
-	// every file the process has open and walk it twice per open (to share
-	// POSIX locks between connections of one process), which with a
-	// thousand tenants open cost more than the rest of the open did.
+	// open-file-description lock, taken on a descriptor of ours when the
+	// connection opens and dropped after it closes, keeps every other
+	// connection, in this process or another, out; elsewhere, or on a file
+	// system without OFD locks, it falls back to unix-excl. The point is
+	// the open: the unix VFSes keep one list of every file the process has
+	// open and walk it twice per open (to share POSIX locks between
+	// connections of one process), which with a thousand tenants open cost
+	// more than the rest of the open did. The file must be writable.
 	Owned bool
 }
 
@@ -112,9 +115,10 @@ func pragmas(o Options) string {
 		sync = "full"
 	}
 	var b strings.Builder
-	// Before anything reads the file: unix-none has no shared-memory WAL
-	// index, so SQLite must know from the start that this connection keeps
-	// the file to itself and may hold the index in its own memory.
+	// Before anything reads the file: with unix-none SQLite cannot keep a
+	// -shm WAL index (opening the WAL fails with SQLITE_CANTOPEN), so it
+	// must know from the start that this connection keeps the file to
+	// itself and may hold the index in its own memory.
 	if o.LockingExclusive {
 		b.WriteString("PRAGMA locking_mode=EXCLUSIVE;")
 	}
@@ -139,8 +143,7 @@ func busyTimeout(o Options) time.Duration {
 }
 
 // Open opens the SQLite file at path. It does not create missing parents.
-// The file itself is opened by the first query; an owned file is locked
-// here, so a file another process holds fails now.
+// The file itself is opened, and an owned file locked, by the first query.
 func Open(path string, o Options) (*sql.DB, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?' or '#'", path)
@@ -149,19 +152,22 @@ func Open(path string, o Options) (*sql.DB, error) {
 	if o.Exclusive {
 		vfs = "unix-excl"
 	}
-	var lock io.Closer
+	c := &connector{persistWAL: o.KeepWAL}
 	if o.Owned {
 		o.MaxConns, o.LockingExclusive = 1, true
 		vfs = ownedVFS
-		var err error
-		if lock, err = lockOwned(path, busyTimeout(o)); err != nil {
+		c.ownPath, c.ownWait = path, busyTimeout(o)
+		// Where the file system has no OFD locks, SQLite's own exclusive
+		// lock does the job, without the saving.
+		fb, err := sqlite.NewConnector(dsn(path, "unix-excl", o))
+		if err != nil {
 			return nil, err
 		}
+		c.fallback = fb
 	}
-	c := &connector{init: pragmas(o), persistWAL: o.KeepWAL, lock: lock}
+	c.init = pragmas(o)
 	mc, err := sqlite.NewConnector(dsn(path, vfs, o))
 	if err != nil {
-		c.Close()
 		return nil, err
 	}
 	c.Connector = mc
@@ -182,17 +188,60 @@ func Open(path string, o Options) (*sql.DB, error) {
 // and SQLITE_FCNTL_PERSIST_WAL when the WAL is kept (SQLite honours it on
 // whichever connection closes the file last, and database/sql decides which
 // one that is). It hands them out wrapped in a statement cache
-// (cachingConn). For an owned file it holds the lock, which database/sql
-// releases by calling Close from DB.Close, after closing the connection.
+// (cachingConn).
+//
+// For an owned file each connection (there is at most one at a time) takes
+// the owner's lock before SQLite opens the file and releases it after
+// SQLite closed it, so the lock lives exactly as long as SQLite's use of
+// the file: a connection still checked out when the *sql.DB closes keeps
+// it until database/sql closes that connection in turn. database/sql closes
+// a connection before it counts it gone, so with one connection allowed a
+// replacement never overlaps the old one.
 type connector struct {
 	driver.Connector
 	init       string
 	persistWAL bool
-	lock       io.Closer // nil unless owned (and on Linux)
+	ownPath    string        // set for an owned file
+	ownWait    time.Duration // how long to wait for the owner's lock
+	fallback   driver.Connector
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
+	inner := c.Connector
+	var lock io.Closer
+	if c.ownPath != "" {
+		l, err := lockOwned(ctx, c.ownPath, c.ownWait)
+		switch {
+		case errors.Is(err, errNoOFDLocks):
+			inner = c.fallback
+		case err != nil:
+			return nil, err
+		default:
+			lock = l
+		}
+	}
+	conn, err := c.connect(ctx, inner)
+	if err != nil {
+		if lock != nil {
+			// Safe to close: while we held the lock no POSIX lock of this
+			// process on the file could exist for the close to drop.
+			lock.Close()
+		}
+		return nil, err
+	}
+	cc, err := newCachingConn(conn, lock)
+	if err != nil {
+		conn.Close()
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	return cc, nil
+}
+
+func (c *connector) connect(ctx context.Context, inner driver.Connector) (driver.Conn, error) {
+	conn, err := inner.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +249,7 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		conn.Close()
 		return nil, err
 	}
-	return newCachingConn(conn), nil
+	return conn, nil
 }
 
 func (c *connector) prepare(ctx context.Context, conn driver.Conn) error {
@@ -223,14 +272,6 @@ func (c *connector) prepare(ctx context.Context, conn driver.Conn) error {
 		return fmt.Errorf("sqlite: persist WAL: %w", err)
 	}
 	return nil
-}
-
-// Close releases an owned file's lock. database/sql calls it from DB.Close.
-func (c *connector) Close() error {
-	if c.lock == nil {
-		return nil
-	}
-	return c.lock.Close()
 }
 
 // SetWAL switches the file to WAL mode, which SQLite records in the file, so
@@ -262,8 +303,10 @@ func SetUserVersion(ctx context.Context, db *sql.DB, v int64) error {
 }
 
 // FormatError translates driver errors into silo errors: no rows becomes
-// ENOTFOUND, a unique violation ECONFLICT, a full quota EQUOTA. Others pass
-// through unchanged and end up as internal errors.
+// ENOTFOUND, a unique violation ECONFLICT, a full quota EQUOTA, a file that
+// is locked past the busy timeout or cannot be read or written ESTORAGE
+// (IsStorage; IsBusy tells the first kind apart). Others pass through
+// unchanged and end up as internal errors.
 func FormatError(err error) error {
 	if err == nil {
 		return nil
@@ -321,9 +364,12 @@ func IsBusy(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
-// ErrLocked is returned by Open when another handle holds a file that is to
-// be owned, for longer than the busy timeout.
+// ErrLocked is returned by the first query of an owned handle when another
+// handle kept the file locked for longer than the busy timeout.
 var ErrLocked = errors.New("sqlite: database is locked by another handle")
+
+// errNoOFDLocks: the file system does not do open-file-description locks.
+var errNoOFDLocks = errors.New("sqlite: no OFD locks on this file system")
 
 // IsUnique reports whether err is a unique-constraint violation.
 func IsUnique(err error) bool {

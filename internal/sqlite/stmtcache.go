@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
+	"io"
+	"reflect"
 	"strings"
 )
 
@@ -36,6 +39,7 @@ type cachingConn struct {
 		driver.QueryerContext
 	}
 	stmts map[string]*cachedStmt
+	lock  io.Closer // an owned file's lock, released after the close
 }
 
 type cachedStmt struct {
@@ -47,9 +51,9 @@ type cachedStmt struct {
 	busy bool // rows of it are open
 }
 
-// newCachingConn wraps conn, or returns it as it is if it lacks a method
-// the cache needs.
-func newCachingConn(conn driver.Conn) driver.Conn {
+// newCachingConn wraps conn, which must have the methods the cache uses
+// (modernc's do); lock, if not nil, is closed after conn.
+func newCachingConn(conn driver.Conn, lock io.Closer) (*cachingConn, error) {
 	inner, ok := conn.(interface {
 		driver.Conn
 		driver.ConnBeginTx
@@ -58,10 +62,14 @@ func newCachingConn(conn driver.Conn) driver.Conn {
 		driver.QueryerContext
 	})
 	if !ok {
-		return conn
+		return nil, fmt.Errorf("sqlite: driver connection %T lacks context methods", conn)
 	}
-	return &cachingConn{inner: inner, stmts: make(map[string]*cachedStmt)}
+	return &cachingConn{inner: inner, stmts: make(map[string]*cachedStmt), lock: lock}, nil
 }
+
+// Unwrap returns the driver's connection, for code that needs its extra
+// methods through (*sql.Conn).Raw (modernc asks wrappers for it).
+func (c *cachingConn) Unwrap() driver.Conn { return c.inner }
 
 // stmt returns the prepared statement for query, preparing it if needed,
 // or nil if query is not to be cached or its statement is in use.
@@ -77,6 +85,9 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 	if strings.Contains(query, ";") {
 		return nil, nil
 	}
+	if len(c.stmts) >= stmtCacheSize && !c.evictOne() {
+		return nil, nil // every cached statement has rows open
+	}
 	ds, err := c.inner.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
@@ -90,9 +101,6 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 		ds.Close()
 		return nil, nil
 	}
-	if len(c.stmts) >= stmtCacheSize {
-		c.evictOne()
-	}
 	cs := &cachedStmt{s: s}
 	c.stmts[query] = cs
 	return cs, nil
@@ -101,14 +109,15 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 // evictOne finalizes one idle statement, chosen by map order (random): the
 // hot queries are re-prepared at their next use, the one-offs (a PRAGMA
 // with a value in its text) are gone for good.
-func (c *cachingConn) evictOne() {
+func (c *cachingConn) evictOne() bool {
 	for q, cs := range c.stmts {
 		if !cs.busy {
 			cs.s.Close()
 			delete(c.stmts, q)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -138,7 +147,9 @@ func (c *cachingConn) QueryContext(ctx context.Context, query string, args []dri
 	return &cachedRows{Rows: rows, stmt: cs}, nil
 }
 
-// cachedRows frees its statement for reuse when closed.
+// cachedRows frees its statement for reuse when closed. It passes on the
+// column-type methods of the driver's rows, which (*sql.Rows).ColumnTypes
+// uses.
 type cachedRows struct {
 	driver.Rows
 	stmt *cachedStmt
@@ -150,7 +161,43 @@ func (r *cachedRows) Close() error {
 	return err
 }
 
-// Close finalizes the cached statements, then closes the connection.
+func (r *cachedRows) ColumnTypeDatabaseTypeName(i int) string {
+	if t, ok := r.Rows.(driver.RowsColumnTypeDatabaseTypeName); ok {
+		return t.ColumnTypeDatabaseTypeName(i)
+	}
+	return ""
+}
+
+func (r *cachedRows) ColumnTypeLength(i int) (int64, bool) {
+	if t, ok := r.Rows.(driver.RowsColumnTypeLength); ok {
+		return t.ColumnTypeLength(i)
+	}
+	return 0, false
+}
+
+func (r *cachedRows) ColumnTypeNullable(i int) (bool, bool) {
+	if t, ok := r.Rows.(driver.RowsColumnTypeNullable); ok {
+		return t.ColumnTypeNullable(i)
+	}
+	return false, false
+}
+
+func (r *cachedRows) ColumnTypePrecisionScale(i int) (int64, int64, bool) {
+	if t, ok := r.Rows.(driver.RowsColumnTypePrecisionScale); ok {
+		return t.ColumnTypePrecisionScale(i)
+	}
+	return 0, 0, false
+}
+
+func (r *cachedRows) ColumnTypeScanType(i int) reflect.Type {
+	if t, ok := r.Rows.(driver.RowsColumnTypeScanType); ok {
+		return t.ColumnTypeScanType(i)
+	}
+	return reflect.TypeFor[any]()
+}
+
+// Close finalizes the cached statements, closes the connection, then
+// releases an owned file's lock: only once SQLite no longer uses the file.
 func (c *cachingConn) Close() error {
 	var errs []error
 	for q, cs := range c.stmts {
@@ -158,6 +205,9 @@ func (c *cachingConn) Close() error {
 		delete(c.stmts, q)
 	}
 	errs = append(errs, c.inner.Close())
+	if c.lock != nil {
+		errs = append(errs, c.lock.Close())
+	}
 	return errors.Join(errs...)
 }
 

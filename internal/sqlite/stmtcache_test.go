@@ -228,3 +228,24 @@ func opens(t *testing.T, path string) int {
 	}
 	return n
 }
+
+// TestStmtCacheColumnTypes: rows of a cached statement still describe their
+// columns.
+func TestStmtCacheColumnTypes(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openCacheTestDB(t, Options{Owned: true, MustExist: true})
+	for range 2 { // the second run uses the cached statement
+		rows, err := db.QueryContext(ctx, "SELECT v FROM t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cts, err := rows.ColumnTypes()
+		rows.Close()
+		if err != nil || len(cts) != 1 || cts[0].DatabaseTypeName() != "INTEGER" {
+			t.Fatalf("column types %v, %v; want one INTEGER", cts, err)
+		}
+	}
+	if cached(t, db)["SELECT v FROM t"] == nil {
+		t.Fatal("not cached")
+	}
+}

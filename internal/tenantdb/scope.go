@@ -43,10 +43,13 @@ func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
 }
 
 // check formats a service's error and, if the tenant's file itself failed,
-// discards its handle so the next request reopens the file.
+// discards its handle so the next request reopens the file. A file that was
+// only busy (another handle held its lock past the timeout) keeps its
+// handle: reopening would not help, and with backups it would make
+// Litestream unregister and register it again.
 func (s *Store) check(t *silo.Tenant, err error) error {
 	err = sqlite.FormatError(err)
-	if sqlite.IsStorage(err) && s.placement(t) == silo.StrategyDatabase {
+	if sqlite.IsStorage(err) && !sqlite.IsBusy(err) && s.placement(t) == silo.StrategyDatabase {
 		s.cache.Discard(t.ID)
 	}
 	return err
