@@ -311,15 +311,19 @@ func progressLoop(w io.Writer, line func(elapsed time.Duration) string) (stop fu
 		defer wg.Done()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		var last time.Time
 		for {
 			select {
 			case <-quit:
 				// A last line with the final figures, also for a run
-				// shorter than the first tick.
-				fmt.Fprintln(w, line(time.Since(start)))
+				// shorter than the first tick, unless a tick just said it.
+				if time.Since(last) > 100*time.Millisecond {
+					fmt.Fprintln(w, line(time.Since(start)))
+				}
 				return
 			case <-t.C:
 				fmt.Fprintln(w, line(time.Since(start)))
+				last = time.Now()
 			}
 		}
 	}()
