@@ -153,6 +153,14 @@ func TestExclusivePoolIsConsistent(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
+	checkDistinct(t, path, writers*each)
+}
+
+// checkDistinct opens path afresh and checks that it holds want distinct
+// values of v and passes integrity_check.
+func checkDistinct(t *testing.T, path string, want int) {
+	t.Helper()
+	ctx := context.Background()
 	check, err := sqlite.Open(path, sqlite.Options{MustExist: true})
 	if err != nil {
 		t.Fatal(err)
@@ -160,8 +168,8 @@ func TestExclusivePoolIsConsistent(t *testing.T) {
 	defer check.Close()
 	var n int
 	var ok string
-	if err := check.QueryRowContext(ctx, "SELECT count(DISTINCT v) FROM t").Scan(&n); err != nil || n != writers*each {
-		t.Fatalf("distinct rows = %d, %v; want %d", n, err, writers*each)
+	if err := check.QueryRowContext(ctx, "SELECT count(DISTINCT v) FROM t").Scan(&n); err != nil || n != want {
+		t.Fatalf("distinct rows = %d, %v; want %d", n, err, want)
 	}
 	if err := check.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&ok); err != nil || ok != "ok" {
 		t.Fatalf("integrity_check = %q, %v", ok, err)
@@ -442,15 +450,7 @@ func TestOwnedSerialisesConcurrentUse(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	check, err := sqlite.Open(path, sqlite.Options{MustExist: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer check.Close()
-	var n int
-	if err := check.QueryRowContext(ctx, "SELECT count(DISTINCT v) FROM t").Scan(&n); err != nil || n != 400 {
-		t.Fatalf("distinct rows = %d, %v; want 400", n, err)
-	}
+	checkDistinct(t, path, 400)
 }
 
 // BenchmarkOpenCycle is a cache miss at the SQLite level: open a closed file,

@@ -22,19 +22,7 @@ func TestOpenTenantIsExclusiveWithoutBackup(t *testing.T) {
 		t.Skip("no sqlite3 shell on PATH (apt-get install sqlite3)")
 	}
 	ctx := context.Background()
-	store, err := tenantdb.Open(ctx, tenantdb.Config{Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close(ctx)
-	projects := tenantdb.NewProjectService(store)
-	tenant := func(id string) context.Context {
-		tn := &silo.Tenant{ID: silo.TenantID(id), Slug: id, Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
-		if err := store.Provision(ctx, tn.ID); err != nil {
-			t.Fatal(err)
-		}
-		return silo.NewContextWithTenant(ctx, tn)
-	}
+	store, projects, tenant := exclusiveStore(t, tenantdb.Config{Cache: tenantdb.CacheConfig{Capacity: 1}})
 	a, b := tenant("a"), tenant("b")
 	if _, err := projects.CreateProject(a, "Apollo"); err != nil {
 		t.Fatal(err)
@@ -101,23 +89,10 @@ func TestOpenTenantIsExclusiveWithoutBackup(t *testing.T) {
 // holder lets go the tenant is served again.
 func TestOpenTenantHeldElsewhere(t *testing.T) {
 	ctx := context.Background()
-	store, err := tenantdb.Open(ctx, tenantdb.Config{
-		Dir:    t.TempDir(),
+	store, projects, tenant := exclusiveStore(t, tenantdb.Config{
 		Cache:  tenantdb.CacheConfig{Capacity: 4},
 		SQLite: sqlite.Options{BusyTimeout: 100 * time.Millisecond},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close(ctx)
-	projects := tenantdb.NewProjectService(store)
-	tenant := func(id string) context.Context {
-		tn := &silo.Tenant{ID: silo.TenantID(id), Slug: id, Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
-		if err := store.Provision(ctx, tn.ID); err != nil {
-			t.Fatal(err)
-		}
-		return silo.NewContextWithTenant(ctx, tn)
-	}
 	a, b := tenant("a"), tenant("b")
 	if _, err := projects.CreateProject(a, "Apollo"); err != nil {
 		t.Fatal(err)
@@ -163,4 +138,26 @@ func waitClosed(t *testing.T, store *tenantdb.Store) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// exclusiveStore opens a store without backups in a temp dir (closed at the
+// end of the test) and returns it with its project service and a function
+// that provisions a tenant and returns a context acting as it.
+func exclusiveStore(t *testing.T, cfg tenantdb.Config) (*tenantdb.Store, *tenantdb.ProjectService, func(id string) context.Context) {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Dir = t.TempDir()
+	store, err := tenantdb.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close(ctx) })
+	tenant := func(id string) context.Context {
+		tn := &silo.Tenant{ID: silo.TenantID(id), Slug: id, Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+		if err := store.Provision(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+		return silo.NewContextWithTenant(ctx, tn)
+	}
+	return store, tenantdb.NewProjectService(store), tenant
 }
