@@ -161,3 +161,29 @@ func exclusiveStore(t *testing.T, cfg tenantdb.Config) (*tenantdb.Store, *tenant
 	}
 	return store, tenantdb.NewProjectService(store), tenant
 }
+
+// TestOpenMissingTenantFile: without backups, a tenant whose file is gone
+// (deleted behind the catalog's back) answers "no such tenant", and the
+// open creates no file.
+func TestOpenMissingTenantFile(t *testing.T) {
+	store, projects, tenant := exclusiveStore(t, tenantdb.Config{Cache: tenantdb.CacheConfig{Capacity: 2}})
+	a := tenant("a")
+	if _, err := projects.CreateProject(a, "Apollo"); err != nil {
+		t.Fatal(err)
+	}
+	store.Cache().Discard("a")
+	waitClosed(t, store)
+	path, _ := store.Path("a")
+	for _, p := range []string{path, path + "-wal"} {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := projects.Projects(a, silo.Page{Limit: 10}, silo.ProjectFilter{})
+	if silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
+		t.Fatalf("tenant without a file: %v; want %s", err, silo.ETENANTNOTFOUND)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the open created the file: %v", err)
+	}
+}

@@ -245,14 +245,18 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 	if err != nil {
 		return nil, err
 	}
-	// SQLite would create a missing file; a tenant's file is only ever
-	// created by Provision.
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
-	} else if err != nil {
-		return nil, err
+	// A tenant's file is only ever created by Provision; the open below
+	// never creates one (MustExist) and reports a missing file as a missing
+	// tenant. With backups, find out first: Litestream must not be asked to
+	// register a file that is not there.
+	if s.cfg.Backup != nil {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+		} else if err != nil {
+			return nil, err
+		}
+		s.register(ctx, id, path)
 	}
-	s.register(ctx, id, path)
 	o := s.cfg.SQLite
 	o.MustExist = true
 	// Without backups nothing else needs the file while it is open (holds
