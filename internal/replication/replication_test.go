@@ -524,32 +524,11 @@ func TestUnregisterKeepsOnFailure(t *testing.T) {
 // still restores the latest state.
 func TestMaintain(t *testing.T) {
 	ctx := context.Background()
-	dataDir := filepath.Join(t.TempDir(), "data")
-	if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	yml := `
+	r, dataDir := openTenantReplicator(t, `
 levels: [{interval: 1s}, {interval: 2s}]
 snapshot: {interval: 2s, retention: 1h}
 l0-retention: 1s
-dbs:
-  - dir: data/tenants
-    pattern: "*.db"
-    replica: {url: "file:data/replica/tenants"}
-`
-	cfg, err := ParseConfig(strings.NewReader(yml), dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(cfg, slog.New(newSnapCounter()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close(ctx)
-
+`)
 	path := filepath.Join(dataDir, "tenants", "m.db")
 	mustCreate(t, path)
 	if err := r.Register(ctx, path); err != nil {
@@ -644,31 +623,11 @@ func TestRestore10MB(t *testing.T) {
 // writes made meanwhile, so nothing is left behind.
 func TestMaintainSkipsWhatIsNotDue(t *testing.T) {
 	ctx := context.Background()
-	dataDir := filepath.Join(t.TempDir(), "data")
-	if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	const every = 2 * time.Second
-	yml := `
+	r, dataDir := openTenantReplicator(t, `
 levels: [{interval: 2s}]
 snapshot: {interval: 1h, retention: 24h}
-dbs:
-  - dir: data/tenants
-    pattern: "*.db"
-    replica: {url: "file:data/replica/tenants"}
-`
-	cfg, err := ParseConfig(strings.NewReader(yml), dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(cfg, slog.New(newSnapCounter()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close(ctx)
+`)
 	path := filepath.Join(dataDir, "tenants", "s.db")
 	mustCreate(t, path)
 	if err := r.Register(ctx, path); err != nil {
@@ -732,4 +691,35 @@ dbs:
 	if got := rows(t, out); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restored %v, want %v", got, want)
 	}
+}
+
+// openTenantReplicator opens a Replicator (closed at the end of the test)
+// over a new data dir whose tenants directory replicates to a file replica
+// in it, with the top-level settings in head (levels, snapshot, ...).
+func openTenantReplicator(t *testing.T, head string) (*Replicator, string) {
+	t.Helper()
+	ctx := context.Background()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(filepath.Join(dataDir, "tenants"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yml := head + `
+dbs:
+  - dir: data/tenants
+    pattern: "*.db"
+    replica: {url: "file:data/replica/tenants"}
+`
+	cfg, err := ParseConfig(strings.NewReader(yml), dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, slog.New(newSnapCounter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(ctx) })
+	return r, dataDir
 }
