@@ -156,14 +156,7 @@ func Open(path string, o Options) (*sql.DB, error) {
 	if o.Owned {
 		o.MaxConns, o.LockingExclusive = 1, true
 		vfs = ownedVFS
-		c.ownPath, c.ownWait = path, busyTimeout(o)
-		// Where the file system has no OFD locks, SQLite's own exclusive
-		// lock does the job, without the saving.
-		fb, err := sqlite.NewConnector(dsn(path, "unix-excl", o))
-		if err != nil {
-			return nil, err
-		}
-		c.fallback = fb
+		c.ownPath, c.ownOpts = path, o
 	}
 	c.init = pragmas(o)
 	mc, err := sqlite.NewConnector(dsn(path, vfs, o))
@@ -201,19 +194,24 @@ type connector struct {
 	driver.Connector
 	init       string
 	persistWAL bool
-	ownPath    string        // set for an owned file
-	ownWait    time.Duration // how long to wait for the owner's lock
-	fallback   driver.Connector
+	ownPath    string  // set for an owned file
+	ownOpts    Options // its options, for the lock wait and the fallback
 }
 
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 	inner := c.Connector
 	var lock io.Closer
 	if c.ownPath != "" {
-		l, err := lockOwned(ctx, c.ownPath, c.ownWait)
+		l, err := lockOwned(ctx, c.ownPath, busyTimeout(c.ownOpts))
 		switch {
 		case errors.Is(err, errNoOFDLocks):
-			inner = c.fallback
+			// SQLite's own exclusive lock does the job, without the
+			// saving; made here, not on every tenant open.
+			fb, err := sqlite.NewConnector(dsn(c.ownPath, "unix-excl", c.ownOpts))
+			if err != nil {
+				return nil, err
+			}
+			inner = fb
 		case err != nil:
 			return nil, err
 		default:
