@@ -17,11 +17,7 @@ import (
 // left there), then opens a fresh app on dir with cfg.MaxOpenTenants slots
 // and drives it.
 func Run(ctx context.Context, open Opener, dir string, cfg Config) (*Report, error) {
-	cfg.Defaults()
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
-	f, err := loadFleet(dir)
+	f, err := prepare(&cfg, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -35,6 +31,16 @@ func Run(ctx context.Context, open Opener, dir string, cfg Config) (*Report, err
 		rep.setProvisioning(prov)
 	}
 	return rep, err
+}
+
+// prepare fills in cfg's defaults, checks it, and loads the fleet a
+// previous run left in dir (empty if none).
+func prepare(cfg *Config, dir string) (*Fleet, error) {
+	cfg.Defaults()
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	return loadFleet(dir)
 }
 
 func (r *Report) setProvisioning(p provisioning) {
@@ -137,11 +143,7 @@ func newReport(cfg Config, tenants int, res *result) *Report {
 // server's, so the report leaves them out; MaxOpenTenants is whatever the
 // server was started with and is reported as 0.
 func RunTarget(ctx context.Context, base, dir string, cfg Config, stats func() (tenantdb.CacheStats, error)) (*Report, error) {
-	cfg.Defaults()
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
-	f, err := loadFleet(dir)
+	f, err := prepare(&cfg, dir)
 	if err != nil {
 		return nil, err
 	}
