@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,10 +67,29 @@ func tenantFiles(t *testing.T, data string) map[string]string {
 	return out
 }
 
+// stockLitestream returns the stock Litestream CLI (v0.5.18, the version
+// Silo embeds): $SILO_TEST_LITESTREAM, which CI sets and which must then
+// exist, or litestream on $PATH; without either the caller skips.
+func stockLitestream(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("SILO_TEST_LITESTREAM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("SILO_TEST_LITESTREAM: %v", err)
+		}
+		return p
+	}
+	p, err := exec.LookPath("litestream")
+	if err != nil {
+		t.Skip("no litestream CLI (go install github.com/benbjohnson/litestream/cmd/litestream@v0.5.18, or set SILO_TEST_LITESTREAM)")
+	}
+	return p
+}
+
 // TestBackupRestoreEndToEnd runs serve with the default backup settings
 // and a cache of 2 over 6 tenants (every tenant is opened and evicted many
-// times), stops it, restores every tenant with `silo restore --to` and
-// compares with the live files; then restores one tenant to points in time.
+// times), stops it, restores every tenant with `silo restore --to` and with
+// the stock Litestream CLI and compares with the live files; then restores
+// one tenant to points in time.
 func TestBackupRestoreEndToEnd(t *testing.T) {
 	data := t.TempDir()
 	url, stop := runMain(t, "--data", data, "--max-open-tenants", "2", "--operator-token", "op")
@@ -136,6 +156,21 @@ func TestBackupRestoreEndToEnd(t *testing.T) {
 			t.Fatalf("%s: restored copy differs from the live file:\n%s\nlive:\n%s", slug, got, want)
 		}
 	}
+	// The stock Litestream CLI restores the same replicas without Silo,
+	// with the command the README gives.
+	t.Run("stock CLI", func(t *testing.T) {
+		bin := stockLitestream(t)
+		for slug, live := range files {
+			p := filepath.Join(out, slug+"-stock.db")
+			url := "file://" + filepath.Join(data, "replica", "tenants", filepath.Base(live))
+			if b, err := exec.Command(bin, "restore", "-o", p, url).CombinedOutput(); err != nil {
+				t.Fatalf("litestream restore %s: %v\n%s", url, err, b)
+			}
+			if got, want := rows(t, p), rows(t, live); got != want {
+				t.Fatalf("%s: the stock CLI's copy differs from the live file:\n%s\nlive:\n%s", slug, got, want)
+			}
+		}
+	})
 	names := func(path string) string {
 		var ns []string
 		for _, l := range strings.Split(rows(t, path), "\n") {

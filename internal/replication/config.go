@@ -21,9 +21,10 @@ import (
 // the layout of Litestream's directory mode: a tenant file data/tenants/X.db
 // replicates to data/replica/tenants/X.db, so the stock CLI restores one with
 //
-//	litestream restore -o OUT file:data/replica/tenants/X.db
+//	litestream restore -o OUT file://$PWD/data/replica/tenants/X.db
 //
-// run from the directory that holds data/ (or with file:///absolute/path).
+// run from the directory that holds data/. The URL needs "://" and an
+// absolute path: the stock CLI reads file:data/... as a database path.
 const DefaultConfigYAML = `# Continuous backup of Silo's SQLite files, in Litestream's own format
 # (https://litestream.io/reference/config/), read by Silo's embedded Litestream.
 #
@@ -34,7 +35,10 @@ const DefaultConfigYAML = `# Continuous backup of Silo's SQLite files, in Litest
 #
 # Each tenant file data/tenants/X.db is replicated to <replica url>/X.db, the
 # layout of Litestream's directory mode, so the stock CLI can restore one:
-#   litestream restore -o /tmp/X.db file:data/replica/tenants/X.db
+#   litestream restore -o /tmp/X.db file:///ABSOLUTE/PATH/TO/data/replica/tenants/X.db
+# (the stock CLI reads an argument as a replica URL only with "://", and a
+# file URL's path must be absolute there; file:data/... is taken for a
+# database path and looked up in /etc/litestream.yml).
 #
 # S3 or any S3-compatible store (MinIO, R2, B2, Tigris...): replace the urls,
 # e.g.
