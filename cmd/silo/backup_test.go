@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -232,6 +233,41 @@ func TestDisasterRecovery(t *testing.T) {
 	}
 }
 
+// TestDisasterRecoveryDefaultConfig does the same with the built-in
+// litestream.yml, whose replica is inside the data dir: everything but
+// data/replica/ is lost, and serve brings the catalog and the tenant back.
+func TestDisasterRecoveryDefaultConfig(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data)
+	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"phoenix"}`)
+	if st != 201 {
+		t.Fatal(st, body)
+	}
+	tok := body["token"].(string)
+	if st, _ := call(t, "POST", url+"/api/projects", "phoenix.localhost", tok, `{"name":"one"}`); st != 201 {
+		t.Fatal(st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "replica" {
+			if err := os.RemoveAll(filepath.Join(data, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	url, _ = runMain(t, "--data", data)
+	st, body = call(t, "GET", url+"/api/projects", "phoenix.localhost", tok, "")
+	if ps, _ := body["projects"].([]any); st != 200 || len(ps) != 1 || ps[0].(map[string]any)["name"] != "one" {
+		t.Fatalf("after recovery: %d %v", st, body)
+	}
+}
+
 // TestDeleteUndelete deletes a tenant through the running server (the CLI
 // refuses to act behind its back) and brings it back from its backup.
 func TestDeleteUndelete(t *testing.T) {
@@ -347,5 +383,53 @@ func TestReplicaOutage(t *testing.T) {
 		if got, want := rows(t, p), rows(t, live); got != want {
 			t.Fatalf("%s: backup behind the file after the outage:\n%s\nlive:\n%s", slug, got, want)
 		}
+	}
+}
+
+// TestRestoreFlagMistakes gives `silo restore` flag combinations it must
+// refuse, beside a running server: each is a usage error (no panic, no
+// restore through the server, no copy written) and the tenant is untouched.
+func TestRestoreFlagMistakes(t *testing.T) {
+	data := t.TempDir()
+	url, _ := runMain(t, "--data", data, "--operator-token", "op")
+	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"keep"}`)
+	if st != 201 {
+		t.Fatal(st, body)
+	}
+	tok := body["token"].(string)
+	if st, _ := call(t, "POST", url+"/api/projects", "keep.localhost", tok, `{"name":"after"}`); st != 201 {
+		t.Fatal(st)
+	}
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	for _, args := range [][]string{
+		{"--all", "--server", url, "--operator-token", "op"},
+		{"--all", "--at", "2026-01-01T00:00:00Z"},
+		{"--all", "--txid", "1"},
+		{"--all", "--to", copyPath},
+		{"keep", "--to", copyPath, "--server", url, "--operator-token", "op"},
+		{"keep", "--at", "yesterday"},
+		{"keep", "--at", "2026-01-01T00:00:00Z", "--txid", "1"},
+		{"keep", "other"},
+		{"keep", "--txid", "-1"},
+		{"keep", "--no-such-flag"},
+		{},
+	} {
+		err := run(context.Background(), append([]string{"restore", "--data", data}, args...), noEnv, io.Discard, io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("restore %q: %v, want a usage error", args, err)
+		}
+	}
+	// Without --server, --all is refused by the data dir's lock, with advice.
+	err := run(context.Background(), []string{"restore", "--all", "--data", data}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "first request") {
+		t.Errorf("restore --all beside a server: %v", err)
+	}
+	if _, err := os.Stat(copyPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused restore wrote %s: %v", copyPath, err)
+	}
+	st, body = call(t, "GET", url+"/api/projects", "keep.localhost", tok, "")
+	if ps, _ := body["projects"].([]any); st != 200 || len(ps) != 1 {
+		t.Fatalf("after refused restores: %d %v", st, body)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -38,6 +39,20 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	if all != (len(pos) == 0) || len(pos) > 1 {
 		return &usageError{"restore: want one SLUG, or --all"}
 	}
+	if all && (at != "" || txid != 0 || to != "") {
+		return &usageError{"restore --all brings back the latest state of every missing file; --at, --txid and --to are for one SLUG"}
+	}
+	if all && serverURL != "" {
+		// Restoring files behind a serving process would race its own
+		// restores; and it needs none: it restores each missing tenant on
+		// the tenant's first request.
+		return &usageError{"restore --all runs without a server: a running silo serve restores each missing tenant on its first request; stop it to restore them all at once"}
+	}
+	if to != "" && serverURL != "" {
+		// Refused rather than guessed: --server means "in place", and a
+		// copy is written locally, from the replica, beside any server.
+		return &usageError{"--to writes a copy from the replica and needs no --server; without --to, --server restores in place"}
+	}
 	var when time.Time
 	if at != "" {
 		if when, err = time.Parse(time.RFC3339Nano, at); err != nil {
@@ -51,7 +66,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		return &usageError{"restore needs backups; drop --no-backup"}
 	}
 	if serverURL != "" {
-		return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0]+"/restore", map[string]any{"at": at, "txid": txid})
+		return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+url.PathEscape(pos[0])+"/restore", map[string]any{"at": at, "txid": txid})
 	}
 	log, err := c.logger(e)
 	if err != nil {
@@ -74,7 +89,9 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	}
 	// In place: only the process that serves the tenants may do it.
 	unlock, err := lockDataDir(c.Data)
-	if errors.Is(err, errServing) {
+	if errors.Is(err, errServing) && all {
+		return fmt.Errorf("%w; it restores each missing tenant on its first request (stop it to restore them all at once)", err)
+	} else if errors.Is(err, errServing) {
 		return fmt.Errorf("%w; restore through it: silo restore %s --server http://HOST:PORT --operator-token TOKEN (or --to FILE for a copy)", err, strings.Join(pos, " "))
 	} else if err != nil {
 		return err

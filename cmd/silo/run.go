@@ -88,8 +88,12 @@ var version = "dev"
 // SILO_MAX_OPEN_TENANTS). The command line wins over the environment.
 func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return err
+	} else if err != nil {
+		// An unknown flag or a bad value: the flag package has printed the
+		// usage; exit 2 like any other command-line mistake.
+		return &usageError{err.Error()}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

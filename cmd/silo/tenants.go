@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -53,9 +54,9 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		}
 		if serverURL != "" {
 			if sub == "delete" {
-				return callOperator(ctx, e, "DELETE", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0], nil)
+				return callOperator(ctx, e, "DELETE", serverURL, c.OperatorToken, "/api/operator/tenants/"+url.PathEscape(pos[0]), nil)
 			}
-			return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+pos[0]+"/move", map[string]string{"to": to})
+			return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+url.PathEscape(pos[0])+"/move", map[string]string{"to": to})
 		}
 		// Moves and deletes must be made by the process that serves the
 		// tenant: only it can hold the tenant's requests, and close its
