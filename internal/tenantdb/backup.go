@@ -227,6 +227,12 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 		return err
 	}
 	defer release()
+	// A move may have finished while this waited for the hold: restoring
+	// the file then would leave the tenant's live rows as they are and a
+	// stray file behind.
+	if p := s.placement(t); p != silo.StrategyDatabase {
+		return silo.Errorf(silo.ECONFLICT, "Only tenants placed in their own file can be restored; this one is %q.", p)
+	}
 	// The hold closed the app's handle; the closer unregistered it. Wait
 	// for a retry that may still hold it registered.
 	path, err := s.Path(t.ID)

@@ -25,12 +25,16 @@ type MoveStats struct {
 }
 
 // MoveSteps are the catalog's part of a move: Journal records that the move
-// started (so a restart can roll it back) and Commit flips the placement.
-// Commit is the move's commit point: before it the source is authoritative,
-// after it the target is.
+// started (so a restart can roll it back) and Commit flips the placement
+// from the one the move copied from. Commit is the move's commit point:
+// before it the source is authoritative, after it the target is.
 type MoveSteps struct {
 	Journal func(ctx context.Context) error
-	Commit  func(ctx context.Context) error
+	Commit  func(ctx context.Context, from silo.Strategy) error
+	// Abort clears the journal of a move that failed before its commit
+	// point; it runs with the tenant still held, so it never clears the
+	// journal of a move that started after this one.
+	Abort func(ctx context.Context) error
 	// Dropped records that the source is gone (after the commit).
 	Dropped func(ctx context.Context) error
 }
@@ -61,6 +65,17 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 			release()
 		}
 	}()
+	// Another move of this tenant may have finished while this one waited
+	// for the hold. Going on from the placement read before the wait would
+	// drop the target that move just filled (as leftovers), then copy from
+	// the source it emptied: the tenant's data gone. Decide again, now that
+	// nothing else can move it.
+	if now := s.placement(t); now != from {
+		if now == to {
+			return st, silo.Errorf(silo.ECONFLICT, "The tenant is already placed %q.", to)
+		}
+		from, st.From = now, now
+	}
 	crashed := false
 	hook := func(step string) error {
 		if s.cfg.MoveHook == nil {
@@ -82,6 +97,10 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 			// Roll back: the source is untouched; drop the partial target.
 			if err := s.dropAny(context.WithoutCancel(ctx), t.ID, to); err != nil {
 				s.log.Error("roll back move", "tenant", t.ID, "err", err)
+			} else if steps.Abort != nil {
+				if err := steps.Abort(context.WithoutCancel(ctx)); err != nil {
+					s.log.Error("clear move journal", "tenant", t.ID, "err", err)
+				}
 			}
 		}
 	}()
@@ -125,7 +144,7 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 	if err := hook("verified"); err != nil {
 		return st, err
 	}
-	if err := steps.Commit(ctx); err != nil {
+	if err := steps.Commit(ctx, from); err != nil {
 		return st, fmt.Errorf("commit: %w", err)
 	}
 	committed = true

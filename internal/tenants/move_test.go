@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,6 +129,74 @@ func (w *world) placedAt(t *testing.T, slug string) (file bool, sharedRows int) 
 	defer db.Close()
 	db.QueryRow("SELECT (SELECT count(*) FROM projects WHERE tenant_id = ?1) + (SELECT count(*) FROM tasks WHERE tenant_id = ?1)", tn.ID).Scan(&sharedRows)
 	return err == nil, sharedRows
+}
+
+// TestOverlappingMoves sends a second move of a tenant while the first
+// one holds it, both ways: the second must find the tenant already moved
+// and change nothing. It used to decide its source before waiting for the
+// hold, drop the first move's target as leftovers and copy an empty source:
+// the tenant's data was gone.
+func TestOverlappingMoves(t *testing.T) {
+	var mu sync.Mutex
+	var entered, proceed chan struct{}
+	hook := func(step string) error {
+		if step != "journaled" {
+			return nil
+		}
+		mu.Lock()
+		e, p := entered, proceed
+		entered = nil
+		mu.Unlock()
+		if e != nil { // the first move: wait until the second one is queued
+			close(e)
+			<-p
+		}
+		return nil
+	}
+	w := open(t, t.TempDir(), hook)
+	ctx := context.Background()
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "acme", 2, 3)
+	before := w.snapshot(t, "acme")
+	for _, to := range []silo.Strategy{silo.StrategyShared, silo.StrategyDatabase} {
+		mu.Lock()
+		entered, proceed = make(chan struct{}), make(chan struct{})
+		e, p := entered, proceed
+		mu.Unlock()
+		errs := make(chan error, 2)
+		go func() { _, err := w.svc.Move(ctx, "acme", to); errs <- err }()
+		<-e
+		go func() { _, err := w.svc.Move(ctx, "acme", to); errs <- err }()
+		time.Sleep(200 * time.Millisecond) // the second reads the tenant and waits for the hold
+		close(p)
+		var ok, conflict int
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case silo.ErrorCode(err) == silo.ECONFLICT:
+				conflict++
+			default:
+				t.Errorf("move to %s: %v", to, err)
+			}
+		}
+		if ok != 1 || conflict != 1 {
+			t.Fatalf("two moves to %s: %d done, %d conflicts; want one of each", to, ok, conflict)
+		}
+		file, rows := w.placedAt(t, "acme")
+		if want := to == silo.StrategyDatabase; file != want || (rows == 0) != want {
+			t.Fatalf("after moves to %s: file %v, shared rows %d", to, file, rows)
+		}
+		if got := w.snapshot(t, "acme"); fmt.Sprint(got) != fmt.Sprint(before) {
+			t.Fatalf("after moves to %s the data changed:\n%v\nwant\n%v", to, got, before)
+		}
+		tn, _ := w.catalog.TenantBySlug(ctx, "acme")
+		if tn.Strategy != to || tn.MovingTo != "" {
+			t.Fatalf("catalog after moves to %s: %+v", to, tn)
+		}
+	}
 }
 
 func TestMoveBothWays(t *testing.T) {

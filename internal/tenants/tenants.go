@@ -210,24 +210,19 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 	if err != nil {
 		return tenantdb.MoveStats{}, err
 	}
-	from := t.Strategy
-	if (from.Postgres() || to.Postgres()) && s.pg == nil {
+	if (t.Strategy.Postgres() || to.Postgres()) && s.pg == nil {
 		return tenantdb.MoveStats{}, silo.Errorf(silo.EINVALIDSTRATEGY, "Moves to and from PostgreSQL placements need --postgres.")
 	}
 	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
 		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
-		Commit:  func(ctx context.Context) error { return s.catalog.FlipStrategy(ctx, t.ID, from, to) },
+		Commit: func(ctx context.Context, from silo.Strategy) error {
+			return s.catalog.FlipStrategy(ctx, t.ID, from, to)
+		},
+		Abort:   func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, "") },
 		Dropped: func(ctx context.Context) error { return s.catalog.ClearDropFrom(ctx, t.ID) },
 	})
-	if errors.Is(err, tenantdb.ErrSimulatedCrash) {
-		return st, err // a test's crash: leave everything as a crash would
-	}
 	if err != nil {
-		// Before the commit point the move rolled back; clear its journal.
-		if cerr := s.catalog.SetMovingTo(context.WithoutCancel(ctx), t.ID, ""); cerr != nil {
-			s.log.Error("clear move journal", "tenant", slug, "err", cerr)
-		}
-		return st, err
+		return st, err // rolled back before the commit point (or a test's simulated crash)
 	}
 	s.log.Info("moved tenant", "tenant", slug, "from", st.From, "to", st.To, "projects", st.Projects, "tasks", st.Tasks, "pause", st.Pause)
 	return st, nil
