@@ -59,6 +59,33 @@ func TestQuota(t *testing.T) {
 	if r := c.do("POST", "/api/projects/"+p.str("id")+"/tasks", map[string]any{"title": "after"}); r.Status != 201 {
 		t.Fatalf("after raising the quota: %d %s", r.Status, r.Raw)
 	}
+	// Lower it below what the tenant stores: SQLite would only stop the file
+	// growing, but writes that add or change data are refused outright, and
+	// deletes still work, so the tenant can get back under it.
+	s.do("PUT", "localhost", "/api/operator/quota", "op", map[string]int64{"tenant_max_bytes": 4096})
+	stored := count()
+	for _, w := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/projects", map[string]string{"name": "over"}},
+		{"POST", "/api/projects/" + p.str("id") + "/tasks", map[string]any{"title": "over"}},
+		{"PATCH", "/api/projects/" + p.str("id"), map[string]string{"name": "renamed"}},
+	} {
+		if r := c.do(w.method, w.path, w.body); r.Status != 507 || r.code() != "quota_exceeded" {
+			t.Fatalf("%s %s over a lowered quota: %d %s", w.method, w.path, r.Status, r.Raw)
+		}
+	}
+	if r := c.do("GET", "/api/projects/"+p.str("id"), nil); r.Status != 200 || r.str("name") != "P" {
+		t.Fatalf("a refused rename changed the project: %d %s", r.Status, r.Raw)
+	}
+	tasks := c.do("GET", "/api/projects/"+p.str("id")+"/tasks?limit=1", nil).Body["tasks"].([]any)
+	if r := c.do("DELETE", "/api/tasks/"+tasks[0].(map[string]any)["id"].(string), nil); r.Status != 204 {
+		t.Fatalf("delete over quota: %d %s", r.Status, r.Raw)
+	}
+	if n := count(); n != stored-1 {
+		t.Fatalf("over a lowered quota: %d tasks, want %d", n, stored-1)
+	}
 	if r := s.do("PUT", "localhost", "/api/operator/quota", "op", map[string]int64{"tenant_max_bytes": -1}); r.Status != 400 {
 		t.Fatalf("negative quota: %d", r.Status)
 	}

@@ -112,7 +112,7 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 
 // DeleteProject deletes a project and its tasks.
 func (s *ProjectService) DeleteProject(ctx context.Context, id string) error {
-	return s.store.withWrite(ctx, func(sc *scope) error {
+	return s.store.withDelete(ctx, func(sc *scope) error {
 		n, err := sc.q.DeleteProject(ctx, tenantsql.DeleteProjectParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
 			return err

@@ -55,10 +55,21 @@ func (s *Store) check(t *silo.Tenant, err error) error {
 	return err
 }
 
-// withWrite is withScope for writes: with a storage quota set, the write
-// runs on one connection whose max_page_count is the current quota, so a
-// write that would grow the file past it fails (quota_exceeded) and changes
-// nothing, and a raised quota applies to the very next write.
+// withDelete is withScope for writes that only remove data. The quota
+// never refuses them: they are how a tenant over its quota gets back under
+// it (the space they free is reused by later writes).
+func (s *Store) withDelete(ctx context.Context, fn func(sc *scope) error) error {
+	return s.withScope(ctx, fn)
+}
+
+// withWrite is withScope for writes that add or change data: with a storage
+// quota set, the write runs on one connection whose max_page_count is the
+// current quota, so a write that would grow the file past it fails
+// (quota_exceeded) and changes nothing, and a raised quota applies to the
+// very next write. SQLite keeps max_page_count at least the file's current
+// size, so a quota lowered below what a tenant already stores would only
+// stop the file growing; such a tenant's writes are refused outright until
+// deletes bring its data (pages in use, free pages not counted) under it.
 func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
 	limit := s.quota.Load()
 	t := silo.TenantFromContext(ctx)
@@ -81,6 +92,13 @@ func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
 	}
 	// Give the pool back a connection without a limit.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA max_page_count=4294967294")
+	var used int64
+	if err := conn.QueryRowContext(ctx, "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())").Scan(&used); err != nil {
+		return s.check(t, err)
+	}
+	if used >= pages {
+		return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
+	}
 	return s.check(t, fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)}))
 }
 

@@ -116,7 +116,7 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 
 // DeleteTask deletes a task.
 func (s *TaskService) DeleteTask(ctx context.Context, id string) error {
-	return s.store.withWrite(ctx, func(sc *scope) error {
+	return s.store.withDelete(ctx, func(sc *scope) error {
 		n, err := sc.q.DeleteTask(ctx, tenantsql.DeleteTaskParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
 			return err
