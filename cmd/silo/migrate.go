@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -54,6 +55,18 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if sub == "down" {
+		// A rollback drops what a running server's queries use: its open
+		// tenants would answer 500 until it restarts. Only with the
+		// server stopped.
+		unlock, err := lockDataDir(c.Data)
+		if errors.Is(err, errServing) {
+			return fmt.Errorf("%w; stop it for a rollback (its open tenants would keep querying the newer schema)", err)
+		} else if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	// The fleet opens files itself; the cache settings do not matter here.
 	c.MaxOpenTenants, c.DefaultStrategy = 1, "database"
 	a, err := openApp(ctx, &c, log)
@@ -70,10 +83,13 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	case "up", "down":
 		if sub == "down" {
 			if opts.Target < 0 {
-				return &usageError{"migrate down: --to N is required"}
+				return &usageError{"migrate down: --to N (a version from 1 up) is required"}
 			}
 			if opts.Target == 0 {
 				return &usageError{"migrate down: --to 0 would drop every table; the lowest version is 1"}
+			}
+			if latest := a.store.Migrator().Latest(); opts.Target > latest {
+				return &usageError{fmt.Sprintf("migrate down: --to %d is above this binary's latest version, %d", opts.Target, latest)}
 			}
 		}
 		opts.Progress = newProgress(e.stderr, "migrate")

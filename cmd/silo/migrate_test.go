@@ -56,10 +56,57 @@ func TestMigrateCommands(t *testing.T) {
 	if err == nil || !strings.Contains(out, "1 drifted") || !strings.Contains(out, "m05") {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
+	// A failed run leaves the recorded version alone: a target this binary
+	// does not know is refused up front, and a tenant whose file is missing
+	// used to be recorded at version 0.
+	before, _ := silo("migrate", "status")
+	if _, err := silo("migrate", "down", "--to", "7", "--tenants", "m01"); exitCode(err) != 2 {
+		t.Fatalf("down to an unknown version: %v", err)
+	}
+	var m07 string
+	out, _ = silo("tenants", "list")
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "m07" {
+			m07 = f[1]
+		}
+	}
+	if err := os.Remove(filepath.Join(data, "tenants", m07+".db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := silo("migrate", "down", "--to", "1", "--tenants", "m07"); err == nil {
+		t.Fatal("migrating a tenant without its file succeeded")
+	}
+	versions := regexp.MustCompile(`(?m)^\d+\s+\d+$`)
+	if after, _ := silo("migrate", "status"); fmt.Sprint(versions.FindAllString(after, -1)) != fmt.Sprint(versions.FindAllString(before, -1)) {
+		t.Fatalf("failed runs changed the recorded versions:\n%s\nbefore:\n%s", after, before)
+	}
 	if _, err := silo("migrate", "down"); exitCode(err) != 2 {
 		t.Fatalf("down without --to: %v", err)
 	}
 	if _, err := silo("migrate", "--tenants", "m01", "--canary", "5"); exitCode(err) != 2 {
 		t.Fatalf("--tenants with --canary: %v", err)
+	}
+}
+
+// TestMigrateDownBesideServer: a rollback under a running server would
+// drop columns its open tenants query, so the CLI refuses it, and the
+// tenant keeps working at its version.
+func TestMigrateDownBesideServer(t *testing.T) {
+	data := t.TempDir()
+	url, _ := runMain(t, "--data", data)
+	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"live"}`)
+	if st != 201 {
+		t.Fatal(st, body)
+	}
+	tok := body["token"].(string)
+	if st, _ := call(t, "GET", url+"/api/projects", "live.localhost", tok, ""); st != 200 {
+		t.Fatal(st)
+	}
+	err := run(context.Background(), []string{"migrate", "down", "--to", "1", "--data", data}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "server is running") {
+		t.Fatalf("migrate down beside the server: %v", err)
+	}
+	if st, b := call(t, "POST", url+"/api/projects", "live.localhost", tok, `{"name":"still"}`); st != 201 {
+		t.Fatalf("after the refused rollback: %d %v", st, b)
 	}
 }

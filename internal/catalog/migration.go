@@ -29,10 +29,16 @@ func (c *Catalog) RecordMigration(ctx context.Context, r silo.MigrationRun) erro
 	}); err != nil {
 		return err
 	}
-	if err := q.SetTenantSchemaVersion(ctx, catalogsql.SetTenantSchemaVersionParams{
-		SchemaVersion: r.To, UpdatedAt: c.now().UnixMilli(), ID: string(r.Tenant),
-	}); err != nil {
-		return err
+	// A failed run leaves the file where it was, and may not even have read
+	// its version (a missing file, an unknown target: From and To are 0),
+	// so it does not change the recorded one; a run that committed and then
+	// failed (its checkpoint) did change the file, and is recorded.
+	if r.Err == nil || r.From != r.To {
+		if err := q.SetTenantSchemaVersion(ctx, catalogsql.SetTenantSchemaVersionParams{
+			SchemaVersion: r.To, UpdatedAt: c.now().UnixMilli(), ID: string(r.Tenant),
+		}); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }

@@ -143,6 +143,11 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 	if target == 0 {
 		target = m.Latest()
 	}
+	if !m.Known(target) {
+		// Refused before any tenant is touched: per tenant it would only
+		// fail, once for each, and fill the ledger.
+		return Result{}, silo.Errorf(silo.EINVALID, "Unknown schema version %d; this binary knows 1 to %d.", target, m.Latest())
+	}
 	ts, err := f.Select(ctx, opts.Tenants, opts.CanaryPct)
 	if err != nil {
 		return Result{}, err
@@ -287,10 +292,15 @@ func (f *Fleet) migrateOpen(ctx context.Context, path string, target int64, busy
 	if err != nil || from == to {
 		return from, to, err
 	}
-	if _, err := db.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
+	// Committed: finish even if the run is being stopped meanwhile (another
+	// tenant failed, or ^C), so that the caller records the new version. A
+	// cancelled context here used to make a committed migration look
+	// interrupted: the file upgraded, the catalog and ledger not told.
+	done := context.WithoutCancel(ctx)
+	if _, err := db.ExecContext(done, "PRAGMA synchronous=NORMAL"); err != nil {
 		return from, to, err
 	}
-	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := db.ExecContext(done, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return from, to, err
 	}
 	return from, to, nil

@@ -104,6 +104,9 @@ func (m *Migrator) Migrate(ctx context.Context, db *sql.DB, target int64) (from,
 	return from, target, nil
 }
 
+// Known reports whether v is one of the migrator's versions.
+func (m *Migrator) Known(v int64) bool { return m.known(v) }
+
 func (m *Migrator) known(v int64) bool {
 	for _, mg := range m.migrations {
 		if mg.Version == v {
