@@ -103,6 +103,10 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		if rep, err = openBackup(ctx, c, catPath, log); err != nil {
 			return nil, err
 		}
+	} else if !c.NoBackup {
+		if err := recoverMissingStandalone(ctx, c, log); err != nil {
+			return nil, err
+		}
 	}
 	cat, err := catalog.Open(ctx, catPath, sqlite.Options{Durability: dur})
 	if err != nil {

@@ -51,15 +51,70 @@ func openBackup(ctx context.Context, c *Config, catPath string, log *slog.Logger
 	if err := rep.Open(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) {
-		if err := rep.Restore(ctx, catPath, catPath, timeZero, 0); err == nil {
-			log.Info("backup: restored the catalog from its replica (empty data dir)")
-		} else {
-			log.Debug("backup: no catalog replica to restore; starting fresh", "err", err)
-			_ = os.Remove(catPath)
-		}
+	if err := recoverMissing(ctx, rep, log); err != nil {
+		rep.Close(ctx)
+		return nil, err
 	}
 	return rep, nil
+}
+
+// recoverMissing restores each single-file database of the settings (the
+// catalog, shared.db) that is missing from the data dir but has a replica:
+// disaster recovery, a new machine with the same litestream.yml. It runs
+// before anything opens them, for every command, not only serve: a command
+// that created an empty catalog first would hide the backup from the next
+// start, which would then replicate the empty file as the newest state. A
+// replica that cannot be read is an error for the same reason.
+func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.Logger) error {
+	for _, dbc := range rep.Config().DBs {
+		if dbc.Path == "" {
+			continue
+		}
+		if _, err := os.Stat(dbc.Path); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		st, err := rep.Status(ctx, dbc.Path)
+		if err != nil {
+			return fmt.Errorf("backup: %s is missing and its replica cannot be read: %w (restore it when the replica is back, or pass --no-backup to start without it)", dbc.Path, err)
+		}
+		if st.TXID == 0 {
+			continue // nothing replicated yet: a first start
+		}
+		if err := rep.Restore(ctx, dbc.Path, dbc.Path, timeZero, 0); err != nil {
+			return fmt.Errorf("backup: restore missing %s from its replica: %w", dbc.Path, err)
+		}
+		log.Info("backup: restored a missing file from its replica", "file", dbc.Path, "txid", st.TXID)
+	}
+	return nil
+}
+
+// recoverMissingStandalone is recoverMissing for commands that run without
+// the embedded Litestream: it reads the replicas only if a file is missing.
+func recoverMissingStandalone(ctx context.Context, c *Config, log *slog.Logger) error {
+	if c.Litestream == "" { // a command without --litestream
+		cc := *c
+		cc.Litestream = defaultLitestream
+		c = &cc
+	}
+	cfg, err := loadLitestream(c)
+	if err != nil {
+		return err
+	}
+	missing := false
+	for _, dbc := range cfg.DBs {
+		if _, err := os.Stat(dbc.Path); dbc.Path != "" && errors.Is(err, os.ErrNotExist) {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	rep, err := replication.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer rep.Close(context.WithoutCancel(ctx))
+	return recoverMissing(ctx, rep, log)
 }
 
 // closeBackup syncs the catalog (if registered) and stops Litestream.

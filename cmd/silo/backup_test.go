@@ -235,16 +235,30 @@ func TestDisasterRecovery(t *testing.T) {
 
 // TestDisasterRecoveryDefaultConfig does the same with the built-in
 // litestream.yml, whose replica is inside the data dir: everything but
-// data/replica/ is lost, and serve brings the catalog and the tenant back.
+// data/replica/ is lost. A read-only command run first must not hide the
+// backup (it restores the catalog too); then serve brings back a tenant in
+// its own file, one in the shared file, and one that signed up and was
+// never used (it has no replica: it comes back empty).
 func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 	data := t.TempDir()
-	url, stop := runMain(t, "--data", data)
-	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"phoenix"}`)
-	if st != 201 {
-		t.Fatal(st, body)
+	url, stop := runMain(t, "--data", data, "--operator-token", "op")
+	tokens := map[string]string{}
+	for _, slug := range []string{"phoenix", "flat", "idle"} {
+		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
+		if st != 201 {
+			t.Fatal(st, body)
+		}
+		tokens[slug] = body["token"].(string)
 	}
-	tok := body["token"].(string)
-	if st, _ := call(t, "POST", url+"/api/projects", "phoenix.localhost", tok, `{"name":"one"}`); st != 201 {
+	for _, slug := range []string{"phoenix", "flat"} {
+		if st, _ := call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"one"}`); st != 201 {
+			t.Fatal(st)
+		}
+	}
+	if st, b := call(t, "POST", url+"/api/operator/tenants/flat/move", "localhost", "op", `{"to":"shared"}`); st != 200 {
+		t.Fatalf("move: %d %v", st, b)
+	}
+	if st, _ := call(t, "POST", url+"/api/projects", "flat.localhost", tokens["flat"], `{"name":"two"}`); st != 201 {
 		t.Fatal(st)
 	}
 	if err := stop(); err != nil {
@@ -261,10 +275,95 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 			}
 		}
 	}
+	var list syncBuffer
+	if err := run(context.Background(), []string{"tenants", "list", "--data", data}, noEnv, &list, io.Discard); err != nil || !strings.Contains(list.String(), "phoenix") {
+		t.Fatalf("tenants list on the emptied data dir: %v\n%s", err, list.String())
+	}
+	// All at once, before serving: the two tenants in their own files (the
+	// shared one came back with shared.db), with a progress count.
+	var out, progress syncBuffer
+	if err := run(context.Background(), []string{"restore", "--all", "--data", data}, noEnv, &out, &progress); err != nil ||
+		!strings.Contains(out.String(), "restored 2 tenant(s)") || !strings.Contains(progress.String(), "2/2 tenants, 0 failed") {
+		t.Fatalf("restore --all: %v\n%s%s", err, out.String(), progress.String())
+	}
 	url, _ = runMain(t, "--data", data)
-	st, body = call(t, "GET", url+"/api/projects", "phoenix.localhost", tok, "")
-	if ps, _ := body["projects"].([]any); st != 200 || len(ps) != 1 || ps[0].(map[string]any)["name"] != "one" {
-		t.Fatalf("after recovery: %d %v", st, body)
+	for slug, want := range map[string]string{"phoenix": "one", "flat": "one two", "idle": ""} {
+		st, body := call(t, "GET", url+"/api/projects", slug+".localhost", tokens[slug], "")
+		ps, _ := body["projects"].([]any)
+		var names []string
+		for _, p := range ps {
+			names = append(names, p.(map[string]any)["name"].(string))
+		}
+		if st != 200 || strings.Join(names, " ") != want {
+			t.Errorf("%s after recovery: %d %v, want projects %q", slug, st, body, want)
+		}
+	}
+}
+
+// TestBackupOfWrittenFiles: a file that a move into its own placement or
+// an in-place restore writes is backed up before the tenant is released,
+// so the replica's newest state is that file even if no request opens it
+// before the server stops.
+func TestBackupOfWrittenFiles(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data, "--operator-token", "op")
+	tokens := map[string]string{}
+	for _, slug := range []string{"mover", "rewind"} {
+		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
+		if st != 201 {
+			t.Fatal(st, body)
+		}
+		tokens[slug] = body["token"].(string)
+	}
+	write := func(slug, name string) {
+		t.Helper()
+		if st, b := call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"`+name+`"}`); st != 201 {
+			t.Fatalf("write %s: %d %v", name, st, b)
+		}
+	}
+	move := func(to string) {
+		t.Helper()
+		if st, b := call(t, "POST", url+"/api/operator/tenants/mover/move", "localhost", "op", `{"to":"`+to+`"}`); st != 200 {
+			t.Fatalf("move to %s: %d %v", to, st, b)
+		}
+	}
+	// mover: written in its file, moved out, written in the shared file,
+	// moved back: no request after that.
+	write("mover", "A")
+	move("shared")
+	write("mover", "B")
+	move("database")
+	// rewind: A, then a mark once A is replicated, then B; restored to the
+	// mark in place: no request after that.
+	write("rewind", "A")
+	if err := stop(); err != nil { // replicates A
+		t.Fatal(err)
+	}
+	mark := time.Now()
+	time.Sleep(1100 * time.Millisecond)
+	url, stop = runMain(t, "--data", data, "--operator-token", "op")
+	write("rewind", "B")
+	if st, b := call(t, "POST", url+"/api/operator/tenants/rewind/restore", "localhost", "op", `{"at":"`+mark.UTC().Format(time.RFC3339Nano)+`"}`); st != 200 {
+		t.Fatalf("restore: %d %v", st, b)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	files := tenantFiles(t, data)
+	for slug, want := range map[string]string{"mover": "A B", "rewind": "A"} {
+		p := filepath.Join(t.TempDir(), slug+".db")
+		if err := run(context.Background(), []string{"restore", slug, "--to", p, "--data", data}, noEnv, io.Discard, io.Discard); err != nil {
+			t.Fatalf("restore %s: %v", slug, err)
+		}
+		var names []string
+		for _, l := range strings.Split(rows(t, p), "\n") {
+			if f := strings.Fields(l); len(f) >= 3 && len(f[2]) == 1 {
+				names = append(names, f[2])
+			}
+		}
+		if got := strings.Join(names, " "); got != want {
+			t.Errorf("%s: the replica's latest state has projects %q, want %q (live file: %q)", slug, got, want, rows(t, files[slug]))
+		}
 	}
 }
 
@@ -311,6 +410,10 @@ func TestDeleteUndelete(t *testing.T) {
 	}
 	if st, _ := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"lazarus"}`); st != 409 {
 		t.Fatalf("slug of a deleted tenant is free during retention: %d", st)
+	}
+	// Deleting it again is refused: it would restart the retention period.
+	if st, b := call(t, "DELETE", url+"/api/operator/tenants/lazarus", "localhost", "op", ""); st != 409 {
+		t.Fatalf("second delete: %d %v", st, b)
 	}
 	if err := run(ctx, []string{"tenants", "undelete", "lazarus", "--data", data}, noEnv, io.Discard, io.Discard); err != nil {
 		t.Fatalf("undelete: %v", err)
@@ -431,5 +534,54 @@ func TestRestoreFlagMistakes(t *testing.T) {
 	st, body = call(t, "GET", url+"/api/projects", "keep.localhost", tok, "")
 	if ps, _ := body["projects"].([]any); st != 200 || len(ps) != 1 {
 		t.Fatalf("after refused restores: %d %v", st, body)
+	}
+}
+
+// TestDeleteAndRestoreSyncFirst: a tenant file can hold writes its replica
+// lacks even when no server has it open (here: written by a server without
+// backups; after a crash, the same). The CLI's delete and in-place restore
+// sync the file first, so undelete and "the latest" lose nothing.
+func TestDeleteAndRestoreSyncFirst(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	url, stop := runMain(t, "--data", data)
+	tokens := map[string]string{}
+	for _, slug := range []string{"gone", "back"} {
+		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
+		if st != 201 {
+			t.Fatal(st, body)
+		}
+		tokens[slug] = body["token"].(string)
+		call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"A"}`)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	url, stop = runMain(t, "--data", data, "--no-backup")
+	for slug, tok := range tokens {
+		if st, _ := call(t, "POST", url+"/api/projects", slug+".localhost", tok, `{"name":"B"}`); st != 201 {
+			t.Fatal(st)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for slug, path := range tenantFiles(t, data) {
+		want[slug] = rows(t, path)
+	}
+	for _, args := range [][]string{
+		{"tenants", "delete", "gone"},
+		{"tenants", "undelete", "gone"},
+		{"restore", "back"},
+	} {
+		if err := run(ctx, append(args, "--data", data), noEnv, io.Discard, io.Discard); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	for slug, path := range tenantFiles(t, data) {
+		if got := rows(t, path); got != want[slug] || !strings.Contains(got, " B ") {
+			t.Errorf("%s after the CLI's delete+undelete or restore:\n%s\nwant:\n%s", slug, got, want[slug])
+		}
 	}
 }

@@ -209,6 +209,7 @@ func benchOpener(base Config, log *slog.Logger) bench.Opener {
 	return func(ctx context.Context, dir string, capacity int) (*bench.App, error) {
 		c := base
 		c.Data, c.MaxOpenTenants = dir, capacity
+		c.NoBackup = !c.Backup // a bench dir is never restored from a replica
 		if c.Backup {
 			c.Litestream = defaultLitestream
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -14,7 +15,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "silo:", err)
+		// Silo's own errors already start with "silo: ".
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "silo: ") {
+			msg = "silo: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(exitCode(err))
 	}
 }

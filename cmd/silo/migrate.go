@@ -23,6 +23,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	var tenantList string
 	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
 	c.dataFlags(fs)
+	c.backupFlags(fs)
 	fs.IntVar(&opts.Concurrency, "concurrency", 4, "tenants migrated in parallel")
 	fs.StringVar(&c.Postgres, "postgres", "", "PostgreSQL URL: migrate tenants placed in their own schema too")
 	fs.StringVar(&tenantList, "tenants", "", "comma-separated slugs (default: every tenant)")

@@ -106,8 +106,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	b := tenants.NewBackups(a.tenants, a.backup)
 	if all {
 		prog := newProgress(e.stderr, "restore")
-		prog.Start(0)
-		n, err := b.RestoreMissing(ctx, func(slug string, err error) {
+		n, err := b.RestoreMissing(ctx, prog.Start, func(slug string, err error) {
 			if err != nil {
 				fmt.Fprintf(e.stderr, "restore %s: %v\n", slug, err)
 			}

@@ -23,12 +23,11 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	fs := flag.NewFlagSet("tenants "+sub, flag.ContinueOnError)
 	c.dataFlags(fs)
 	c.storeFlags(fs)
+	c.backupFlags(fs)
 	switch sub {
 	case "create":
 		fs.StringVar(&name, "name", "", "display name (default: the slug)")
 		fs.StringVar(&strategy, "strategy", "", "placement: database, shared, schema or pgshared (the last two need --postgres; default: --default-strategy)")
-	case "undelete":
-		c.backupFlags(fs)
 	case "move", "delete":
 		if sub == "move" {
 			fs.StringVar(&to, "to", "", "target placement: database, shared, schema or pgshared")
@@ -68,6 +67,9 @@ func runTenants(ctx context.Context, e env, args []string) error {
 			return err
 		}
 		defer unlock()
+		// Acting for a stopped server, as it would: the file a move fills
+		// and the file a delete removes are synced to their replicas.
+		c.Backup = !c.NoBackup
 	}
 	log, err := c.logger(e)
 	if err != nil {

@@ -126,6 +126,13 @@ func (r *Replicator) Status(ctx context.Context, name string) (Status, error) {
 	return st, nil
 }
 
+// ReplicaTXID is the newest transaction in the replica of name (see
+// replicaClient): 0 if nothing was ever replicated.
+func (r *Replicator) ReplicaTXID(ctx context.Context, name string) (uint64, error) {
+	st, err := r.Status(ctx, name)
+	return st.TXID, err
+}
+
 // DeleteReplica deletes every backup of name (see replicaClient). It refuses
 // while the file is registered. Deleting a tenant also needs its file, -wal,
 // -shm and RemoveLocalState.

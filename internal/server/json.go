@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -64,13 +65,36 @@ func jsonError(err error) error {
 		if typ.Field == "" {
 			return silo.Errorf(silo.EINVALIDJSON, "The body must be a JSON object.")
 		}
-		return silo.Errorf(silo.EINVALIDJSON, "The field %q must be a %s.", typ.Field, typ.Type.String())
+		return silo.Errorf(silo.EINVALIDJSON, "The field %q must be %s.", typ.Field, jsonKind(typ.Type))
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return silo.Errorf(silo.EINVALIDJSON, "Truncated JSON.")
 	}
 	// encoding/json reports unknown fields and excessive nesting as plain
 	// errors; its message is safe to show.
 	return silo.Errorf(silo.EINVALIDJSON, "Invalid JSON: %s.", err.Error())
+}
+
+// jsonKind names what a Go type decodes from, for a client: "a string",
+// not "a silo.Strategy".
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "of another type"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -122,10 +146,13 @@ func (n *nullableTime) UnmarshalJSON(b []byte) error {
 		return silo.Errorf(silo.EINVALIDJSON, "due_at must be an RFC 3339 time or null.")
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
-		return silo.Errorf(silo.EINVALIDJSON, "due_at must be an RFC 3339 time between 1970 and 9999, or null.")
-	}
+	// The range is checked in UTC, the zone the API answers in: an offset
+	// could otherwise take an accepted time to a year 10000 the API writes
+	// but then refuses to read back, or before 1970.
 	t = t.UTC()
+	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
+		return silo.Errorf(silo.EINVALIDJSON, "due_at must be an RFC 3339 time between 1970 and 9999 (UTC), or null.")
+	}
 	n.Value = &t
 	return nil
 }

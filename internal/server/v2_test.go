@@ -1,6 +1,9 @@
 package server_test
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestArchiveAndDueAt covers the fields of the second tenant migration:
 // projects.archived (PATCH and ?archived=) and tasks.due_at.
@@ -53,9 +56,19 @@ func TestArchiveAndDueAt(t *testing.T) {
 	if r := c.do("PATCH", "/api/tasks/"+id, []byte(`{"due_at":null}`)); r.Status != 200 || r.Body["due_at"] != nil {
 		t.Fatalf("clear due_at: %s", r.Raw)
 	}
-	for _, bad := range []string{`{"due_at":"tomorrow"}`, `{"due_at":12}`, `{"due_at":"0001-01-01T00:00:00Z"}`} {
+	// Out of range in UTC, although not in the offset given: the API would
+	// write a year 10000 it then refuses to read back, or a time before 1970.
+	for _, bad := range []string{`{"due_at":"tomorrow"}`, `{"due_at":12}`, `{"due_at":"0001-01-01T00:00:00Z"}`,
+		`{"due_at":"9999-12-31T23:59:59-23:59"}`, `{"due_at":"1970-01-01T00:00:00+05:00"}`} {
 		if r := c.do("PATCH", "/api/tasks/"+id, []byte(bad)); r.Status != 400 || r.code() != "invalid_json" {
 			t.Fatalf("%s: %d %s", bad, r.Status, r.Raw)
 		}
+	}
+	if r := c.do("PATCH", "/api/tasks/"+id, []byte(`{"due_at":"9999-12-31T23:59:59Z"}`)); r.Status != 200 || r.Body["due_at"] != "9999-12-31T23:59:59.000Z" {
+		t.Fatalf("the last second of 9999: %d %s", r.Status, r.Raw)
+	}
+	// Type errors name JSON's types, not Go's.
+	if r := c.do("PATCH", "/api/tasks/"+id, []byte(`{"done":"yes"}`)); r.Status != 400 || !strings.Contains(string(r.Raw), `must be true or false`) {
+		t.Fatalf("done as a string: %d %s", r.Status, r.Raw)
 	}
 }

@@ -28,6 +28,9 @@ type Backup interface {
 	// Restore writes the replica of the file named name, as of at or txid
 	// (zero values: the latest), to out.
 	Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error
+	// ReplicaTXID is the newest transaction in the replica of the file
+	// named name: 0 if nothing was ever replicated.
+	ReplicaTXID(ctx context.Context, name string) (uint64, error)
 }
 
 // backupState tracks tenants whose final sync failed, to retry them.
@@ -142,6 +145,38 @@ func (s *Store) syncClosed(id silo.TenantID) {
 	s.unregister(id, path)
 }
 
+// syncHeld brings the replica of a tenant file the caller holds (so not
+// open in the cache) up to date with the file: it registers the file, so
+// that Litestream reads what changed since its last sync, or snapshots a
+// file it does not know (one a move or a restore just wrote), then syncs
+// and unregisters it. It is recorded as registered meanwhile, so that a
+// crash is recovered at the next start; if the final sync fails the file
+// stays registered and is retried, like an evicted tenant's.
+func (s *Store) syncHeld(ctx context.Context, id silo.TenantID, path string) error {
+	if s.cfg.Backup == nil {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil // no file, nothing to sync
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backupTimeout)
+	defer cancel()
+	if err := s.cfg.Backup.Register(ctx, path); err != nil {
+		return fmt.Errorf("backup: register: %w", err)
+	}
+	if s.cfg.OnBackupState != nil {
+		s.cfg.OnBackupState(ctx, id, true)
+	}
+	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
+		s.addPending(id)
+		return fmt.Errorf("backup: sync: %w", err)
+	}
+	if s.cfg.OnBackupState != nil {
+		s.cfg.OnBackupState(ctx, id, false)
+	}
+	return nil
+}
+
 // RecoverBackups brings the replicas of the given tenants up to date with
 // their files: after a crash, the tenants that were open may be a few
 // transactions behind. Run it before serving.
@@ -187,6 +222,17 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 	}
 	if _, err := os.Stat(path); err == nil {
 		return false, nil // someone restored it first
+	}
+	txid, err := s.cfg.Backup.ReplicaTXID(ctx, filepath.Base(path))
+	if err != nil {
+		return false, silo.Errorf(silo.EUNAVAILABLE, "The tenant's file is missing and its backup cannot be read now; retry later.")
+	}
+	if txid == 0 {
+		// Nothing was ever replicated: the tenant signed up and its file
+		// was never opened (every open registers it, and a write is
+		// replicated within a second or two). It had no data to lose.
+		s.log.Warn("backup: missing tenant file has no replica; re-creating it empty", "tenant", t.Slug)
+		return true, s.template.copyTo(path)
 	}
 	s.log.Info("backup: restoring missing tenant file from its replica", "tenant", t.Slug)
 	return true, s.restoreInto(ctx, path, time.Time{}, 0)
@@ -242,7 +288,24 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
 		return fmt.Errorf("final sync before restore: %w", err)
 	}
-	return s.restoreInto(ctx, path, at, txid)
+	// The file may hold writes its replica lacks even when it was not
+	// registered (a crash of a process that had it open, a move that
+	// wrote it): sync them first, so that "the latest" means the latest,
+	// and so that the state being replaced stays in the backup's history.
+	if err := s.syncHeld(ctx, t.ID, path); err != nil {
+		return fmt.Errorf("sync before restore: %w", err)
+	}
+	if err := s.restoreInto(ctx, path, at, txid); err != nil {
+		return err
+	}
+	// Until Litestream reads the restored file, the replica's newest state
+	// is the one just replaced: a crash, or a restore of "the latest",
+	// would bring it back. Make the restored state the newest now.
+	if err := s.syncHeld(ctx, t.ID, path); err != nil {
+		s.log.Warn("backup: sync after restore failed; retrying", "tenant", t.Slug, "err", err)
+		s.addPending(t.ID)
+	}
+	return nil
 }
 
 // restoreInto restores the replica of path into path: into a temporary

@@ -153,6 +153,19 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 	}
 	s.setPlacement(t.ID, to)
 	src.close()
+	if to == silo.StrategyDatabase && s.cfg.Backup != nil {
+		// The new file is backed up before any request may change it:
+		// otherwise its replica would keep the tenant's history from
+		// before it left its file, and a restore of "the latest" (or
+		// disaster recovery) would bring that back, until a request
+		// opened the file.
+		if path, err := s.Path(t.ID); err == nil {
+			if err := s.syncHeld(ctx, t.ID, path); err != nil {
+				s.log.Warn("backup: sync of a moved tenant's new file failed; retrying", "tenant", t.ID, "err", err)
+				s.addPending(t.ID)
+			}
+		}
+	}
 	released = true
 	release()
 	st.Pause = time.Since(start)
@@ -211,7 +224,9 @@ func (s *Store) dropPlacement(ctx context.Context, id silo.TenantID, p silo.Stra
 		if err != nil {
 			return err
 		}
-		return removeFiles(path)
+		// Litestream's local state describes this file's history; a file
+		// made here later (a move back) starts a new one.
+		return errors.Join(removeFiles(path), os.RemoveAll(localStateDir(path)))
 	}
 	return nil
 }

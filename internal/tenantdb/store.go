@@ -189,8 +189,20 @@ func (s *Store) Provision(ctx context.Context, id silo.TenantID) error {
 // Remove deletes every trace of tenant id's data, in whatever placement:
 // its file with -wal and -shm, and its rows in the shared file. It first
 // drains the tenant's requests and closes its handle; requests arriving
-// meanwhile wait and then find no tenant.
+// meanwhile wait and then find no tenant. With backups, the file is synced
+// to its replica first, which is kept for undelete: if that fails, nothing
+// is removed.
 func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
+	return s.remove(ctx, id, true)
+}
+
+// RemoveOrphan is Remove for a file no catalog row names (a signup a crash
+// interrupted): there is nothing to keep a backup of.
+func (s *Store) RemoveOrphan(ctx context.Context, id silo.TenantID) error {
+	return s.remove(ctx, id, false)
+}
+
+func (s *Store) remove(ctx context.Context, id silo.TenantID, sync bool) error {
 	path, err := s.Path(id)
 	if err != nil {
 		return err
@@ -200,6 +212,11 @@ func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
 		return err
 	}
 	defer release()
+	if sync {
+		if err := s.syncHeld(ctx, id, path); err != nil {
+			return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date (%v), so its data was kept; retry when the replica is reachable.", err)
+		}
+	}
 	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
 	// Litestream keeps its local state beside the file, as .<file>-litestream;
 	// remove it even when this process runs without backups (the CLI).

@@ -2,6 +2,8 @@ package tenants
 
 import (
 	"context"
+	"errors"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -94,16 +96,31 @@ func (b *Backups) RestoreTo(ctx context.Context, slug, out string, at time.Time,
 }
 
 // RestoreMissing restores every database-placed tenant whose file is
-// missing (disaster recovery), calling step after each.
-func (b *Backups) RestoreMissing(ctx context.Context, step func(slug string, err error)) (int, error) {
+// missing (disaster recovery). It calls start with how many those are, then
+// step after each.
+func (b *Backups) RestoreMissing(ctx context.Context, start func(total int), step func(slug string, err error)) (int, error) {
 	ts, err := b.svc.catalog.Tenants(ctx)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	var missing []*silo.Tenant
 	for _, t := range ts {
 		if t.Status != silo.TenantActive || t.Strategy != silo.StrategyDatabase {
 			continue
+		}
+		path, err := b.svc.store.Path(t.ID)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, t)
+		}
+	}
+	start(len(missing))
+	n := 0
+	for _, t := range missing {
+		if ctx.Err() != nil {
+			break
 		}
 		restored, err := b.svc.store.RestoreIfMissing(ctx, t)
 		if restored || err != nil {

@@ -128,6 +128,10 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	if err != nil {
 		return err
 	}
+	if t.Status == silo.TenantDeleted {
+		// Deleting again would restart its retention period.
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is already deleted (undelete it, or wait for the retention period to purge it).", slug)
+	}
 	if err := s.catalog.SetStatus(ctx, t.ID, silo.TenantDeleting); err != nil {
 		return err
 	}
@@ -288,7 +292,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			continue
 		}
 		s.log.Info("removing orphan tenant file", "file", name)
-		if err := s.store.Remove(ctx, silo.TenantID(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.store.RemoveOrphan(ctx, silo.TenantID(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("%s: %w", filepath.Join(s.store.Dir(), name), err))
 		}
 	}
