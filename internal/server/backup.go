@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/silohq/silo/internal/silo"
 )
 
@@ -74,7 +73,7 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	slug := chi.URLParam(r, "slug")
+	slug := operatorSlug(r)
 	if err := s.deps.Backups.Restore(r.Context(), slug, at, req.TXID); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -158,4 +158,8 @@ func testMoveUnderWrites(t *testing.T, route []string, postgres bool) {
 	if r := s.do("POST", "localhost", "/api/operator/tenants/nobody/move", "op", map[string]string{"to": "shared"}); r.Status != 404 {
 		t.Fatalf("unknown tenant: %d", r.Status)
 	}
+	// Operator routes fold the slug's case, as hosts and /t/ do.
+	if r := s.do("POST", "localhost", "/api/operator/tenants/ACME/move", "op", map[string]string{"to": route[len(route)-1]}); r.Status != 409 {
+		t.Fatalf("ACME, already where it is: %d %s", r.Status, r.Raw)
+	}
 }

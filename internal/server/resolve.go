@@ -124,3 +124,9 @@ func asciiLower(s string) string {
 	}
 	return s
 }
+
+// operatorSlug is the {slug} of an operator route, folded like a tenant's
+// host or path prefix: ACME names the tenant acme everywhere.
+func operatorSlug(r *http.Request) string {
+	return asciiLower(chi.URLParam(r, "slug"))
+}

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"runtime"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenants"
 )
@@ -86,7 +84,7 @@ func (s *Server) handleMove(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, silo.Errorf(silo.EINVALIDSTRATEGY, "to must be one of %v.", silo.Strategies))
 		return
 	}
-	st, err := s.deps.Admin.Move(r.Context(), chi.URLParam(r, "slug"), req.To)
+	st, err := s.deps.Admin.Move(r.Context(), operatorSlug(r), req.To)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -125,9 +123,9 @@ func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request) {
 // tenant's requests are drained, its data removed; its row and backup stay
 // for the deleted-retention period.
 func (s *Server) handleDeleteTenant(w http.ResponseWriter, r *http.Request) {
-	if err := s.deps.Admin.Delete(r.Context(), chi.URLParam(r, "slug")); err != nil {
+	if err := s.deps.Admin.Delete(r.Context(), operatorSlug(r)); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": chi.URLParam(r, "slug")})
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": operatorSlug(r)})
 }
