@@ -134,9 +134,14 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 			}
 		}
 	}
+	var backupSeen func(context.Context, silo.TenantID) (bool, error)
+	if rep != nil {
+		backupSeen = cat.BackupSeen
+	}
 	store, err := tenantdb.Open(ctx, tenantdb.Config{
 		Backup:        backup,
 		OnBackupState: onBackup,
+		BackupSeen:    backupSeen,
 		Dir:           c.Data,
 		SQLite:        sqlite.Options{Durability: dur, MaxConns: 4, CacheKiB: 1024},
 		Cache: tenantdb.CacheConfig{

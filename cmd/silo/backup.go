@@ -80,6 +80,16 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 		if st.TXID == 0 {
 			continue // nothing replicated yet: a first start
 		}
+		// What a lost file left beside it describes the lost file: a stale
+		// -wal would be applied to the restored one.
+		for _, p := range []string{dbc.Path + "-wal", dbc.Path + "-shm"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		if err := replication.RemoveLocalState(dbc.Path); err != nil {
+			return err
+		}
 		if err := rep.Restore(ctx, dbc.Path, dbc.Path, timeZero, 0); err != nil {
 			return fmt.Errorf("backup: restore missing %s from its replica: %w", dbc.Path, err)
 		}

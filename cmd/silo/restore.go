@@ -106,14 +106,19 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	b := tenants.NewBackups(a.tenants, a.backup)
 	if all {
 		prog := newProgress(e.stderr, "restore")
+		failed := 0
 		n, err := b.RestoreMissing(ctx, prog.Start, func(slug string, err error) {
 			if err != nil {
+				failed++
 				fmt.Fprintf(e.stderr, "restore %s: %v\n", slug, err)
 			}
 			prog.Step(slug, err)
 		})
 		prog.Finish()
-		fmt.Fprintf(e.stdout, "restored %d tenant(s) whose files were missing\n", n)
+		fmt.Fprintf(e.stdout, "restored %d tenant(s) whose files were missing\n", n-failed)
+		if err == nil && failed > 0 {
+			err = fmt.Errorf("%d tenant(s) could not be restored; rerun to retry them", failed)
+		}
 		return err
 	}
 	start := time.Now()

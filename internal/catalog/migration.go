@@ -87,6 +87,13 @@ func (c *Catalog) MarkBackupDirty(ctx context.Context, id silo.TenantID) error {
 	return c.wq.MarkBackupDirty(ctx, catalogsql.MarkBackupDirtyParams{TenantID: string(id), Since: c.now().UnixMilli()})
 }
 
+// BackupSeen reports whether a tenant's file was ever registered for
+// backup (by this data dir's catalog, or before it kept track).
+func (c *Catalog) BackupSeen(ctx context.Context, id silo.TenantID) (bool, error) {
+	n, err := c.q.BackupSeen(ctx, string(id))
+	return n > 0, err
+}
+
 // ClearBackupDirty records that a tenant was cleanly unregistered.
 func (c *Catalog) ClearBackupDirty(ctx context.Context, id silo.TenantID) error {
 	return c.wq.ClearBackupDirty(ctx, string(id))

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
 )
 
 // Backup replicates tenant files while they are open (Litestream, in
@@ -177,6 +179,34 @@ func (s *Store) syncHeld(ctx context.Context, id silo.TenantID, path string) err
 	return nil
 }
 
+// syncBeforeReplacing syncs a held tenant's file before a restore or a
+// delete replaces or removes it, so that nothing the replica lacks is lost.
+// A file that cannot be read (corrupt: the very reason to restore it) or a
+// full disk leaves nothing Litestream could upload: that is logged and the
+// caller goes on. Any other failure is the replica's, and the caller stops.
+func (s *Store) syncBeforeReplacing(ctx context.Context, id silo.TenantID, path string) error {
+	err := s.syncHeld(ctx, id, path)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.ENOSPC) || !readable(ctx, path) {
+		s.log.Warn("backup: cannot sync a tenant file that is unreadable, or the disk is full; going on without", "tenant", id, "err", err)
+		return nil
+	}
+	return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (%v); nothing was changed; retry when the replica is reachable.", err)
+}
+
+// readable reports whether path is a SQLite file that passes quick_check.
+func readable(ctx context.Context, path string) bool {
+	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, MustExist: true, BusyTimeout: time.Second})
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	var res string
+	return db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res) == nil && res == "ok"
+}
+
 // RecoverBackups brings the replicas of the given tenants up to date with
 // their files: after a crash, the tenants that were open may be a few
 // transactions behind. Run it before serving.
@@ -220,6 +250,9 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 	if s.placement(t) != silo.StrategyDatabase {
 		return false, nil // moved meanwhile
 	}
+	if s.isDeleted(t.ID) {
+		return false, nil // deleted while the caller held an older view
+	}
 	if _, err := os.Stat(path); err == nil {
 		return false, nil // someone restored it first
 	}
@@ -228,10 +261,22 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 		return false, silo.Errorf(silo.EUNAVAILABLE, "The tenant's file is missing and its backup cannot be read now; retry later.")
 	}
 	if txid == 0 {
-		// Nothing was ever replicated: the tenant signed up and its file
-		// was never opened (every open registers it, and a write is
-		// replicated within a second or two). It had no data to lose.
-		s.log.Warn("backup: missing tenant file has no replica; re-creating it empty", "tenant", t.Slug)
+		seen := true
+		if s.cfg.BackupSeen != nil {
+			if seen, err = s.cfg.BackupSeen(ctx, t.ID); err != nil {
+				return false, err
+			}
+		}
+		if seen {
+			// It was registered, so it had a replica: this one is not it
+			// (a wrong URL?) or it was lost. Re-creating the tenant empty
+			// would hide that, and replicate the empty file over its
+			// history once the right replica is back.
+			return false, silo.Errorf(silo.EUNAVAILABLE, "The tenant's file is missing and its backup is empty; check the replica settings.")
+		}
+		// Never registered: the tenant signed up and its file was never
+		// opened (every open registers it first). It had no data to lose.
+		s.log.Warn("backup: missing file of a tenant never backed up; re-creating it empty", "tenant", t.Slug)
 		return true, s.template.copyTo(path)
 	}
 	s.log.Info("backup: restoring missing tenant file from its replica", "tenant", t.Slug)
@@ -255,7 +300,11 @@ func (s *Store) RestoreFile(ctx context.Context, id silo.TenantID, restore func(
 		return err
 	}
 	defer release()
-	return s.restoreWith(path, func(tmp string) error { return restore(ctx, filepath.Base(path), tmp) })
+	if err := s.restoreWith(path, func(tmp string) error { return restore(ctx, filepath.Base(path), tmp) }); err != nil {
+		return err
+	}
+	s.setDeleted(id, false)
+	return nil
 }
 
 // RestoreInPlace replaces a database-placed tenant's file with its replica
@@ -292,8 +341,8 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 	// registered (a crash of a process that had it open, a move that
 	// wrote it): sync them first, so that "the latest" means the latest,
 	// and so that the state being replaced stays in the backup's history.
-	if err := s.syncHeld(ctx, t.ID, path); err != nil {
-		return fmt.Errorf("sync before restore: %w", err)
+	if err := s.syncBeforeReplacing(ctx, t.ID, path); err != nil {
+		return err
 	}
 	if err := s.restoreInto(ctx, path, at, txid); err != nil {
 		return err

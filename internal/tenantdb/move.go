@@ -166,18 +166,22 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 			}
 		}
 	}
-	released = true
-	release()
-	st.Pause = time.Since(start)
-	// The source is now unreferenced; a crash before this line leaves
-	// leftovers that Cleanup removes.
-	if err := src.drop(ctx); err != nil {
+	// The source is now unreferenced: drop it before releasing the tenant.
+	// Dropped later, it could race a second move queued on the hold that
+	// copies back into that same placement. A crash before this leaves
+	// leftovers that Cleanup removes. Past the commit, the caller going
+	// away must not stop the cleanup halfway.
+	done := context.WithoutCancel(ctx)
+	if err := src.drop(done); err != nil {
 		s.log.Error("remove source of a move; the next start retries", "tenant", t.ID, "from", from, "err", err)
 	} else if steps.Dropped != nil {
-		if err := steps.Dropped(ctx); err != nil {
+		if err := steps.Dropped(done); err != nil {
 			s.log.Error("record a move's cleanup", "tenant", t.ID, "err", err)
 		}
 	}
+	released = true
+	release()
+	st.Pause = time.Since(start)
 	return st, nil
 }
 

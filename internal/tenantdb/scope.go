@@ -96,7 +96,9 @@ func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
 	if err := conn.QueryRowContext(ctx, "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())").Scan(&used); err != nil {
 		return s.check(t, err)
 	}
-	if used >= pages {
+	// At the quota exactly (as a write that hit it leaves the file) writes
+	// that fit in place still go through; max_page_count stops growth.
+	if used > pages {
 		return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
 	}
 	return s.check(t, fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)}))
@@ -130,6 +132,9 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), er
 				// new machine or an empty data dir. Restore it, once.
 				if _, rerr := s.RestoreIfMissing(ctx, t); rerr != nil {
 					s.log.Warn("backup: lazy restore failed", "tenant", t.Slug, "err", rerr)
+					if silo.ErrorCode(rerr) == silo.EUNAVAILABLE {
+						err = rerr // the replica is unreachable: 503, not "no such tenant"
+					}
 				} else {
 					db, release, err = s.cache.Acquire(ctx, t.ID)
 				}

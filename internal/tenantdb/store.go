@@ -42,6 +42,10 @@ type Config struct {
 	// OnBackupState records that a tenant was registered for backup (true)
 	// or cleanly unregistered (false), for the crash-recovery sweep.
 	OnBackupState func(ctx context.Context, id silo.TenantID, registered bool)
+	// BackupSeen, if set, reports whether a tenant's file was ever
+	// registered for backup; a missing file whose replica is empty is
+	// re-created empty only if it was not. Unset: assume it was.
+	BackupSeen func(ctx context.Context, id silo.TenantID) (bool, error)
 }
 
 // ErrSimulatedCrash, returned by a MoveHook, abandons a move where it is.
@@ -57,8 +61,9 @@ type Store struct {
 	shared   *sql.DB // data/shared.db: the rows of every tenant placed "shared"
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	moved map[silo.TenantID]silo.Strategy // placements changed by moves in this process
+	mu      sync.Mutex
+	moved   map[silo.TenantID]silo.Strategy // placements changed by moves in this process
+	deleted map[silo.TenantID]bool          // tenants deleted by this process (until undeleted)
 
 	backup   backupState
 	quota    atomic.Int64 // bytes per tenant file; 0: no quota
@@ -86,6 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("tenantdb: shared.db: %w", err)
 	}
 	s.moved = make(map[silo.TenantID]silo.Strategy)
+	s.deleted = make(map[silo.TenantID]bool)
 	s.cache = NewCache(cfg.Cache, s.openTenant, s.closeTenant)
 	s.backup = backupState{pending: map[silo.TenantID]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if cfg.Backup != nil {
@@ -147,6 +153,25 @@ func (s *Store) placement(t *silo.Tenant) silo.Strategy {
 		return p
 	}
 	return t.Strategy
+}
+
+// setDeleted records that tenant id was deleted in this process (or, with
+// false, undeleted): a request that resolved the tenant before the delete
+// must then find it gone, not restore its file from the backup.
+func (s *Store) setDeleted(id silo.TenantID, deleted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if deleted {
+		s.deleted[id] = true
+	} else {
+		delete(s.deleted, id)
+	}
+}
+
+func (s *Store) isDeleted(id silo.TenantID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deleted[id]
 }
 
 func (s *Store) setPlacement(id silo.TenantID, p silo.Strategy) {
@@ -213,9 +238,12 @@ func (s *Store) remove(ctx context.Context, id silo.TenantID, sync bool) error {
 	}
 	defer release()
 	if sync {
-		if err := s.syncHeld(ctx, id, path); err != nil {
-			return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date (%v), so its data was kept; retry when the replica is reachable.", err)
+		if err := s.syncBeforeReplacing(ctx, id, path); err != nil {
+			return err
 		}
+	}
+	if sync {
+		s.setDeleted(id, true)
 	}
 	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
 	// Litestream keeps its local state beside the file, as .<file>-litestream;

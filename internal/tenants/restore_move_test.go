@@ -25,7 +25,10 @@ import (
 // hold; by then the tenant's rows live in the shared file, so it must be
 // refused, not write a stray file from the replica and report success while
 // the live rows stay as they are.
-func TestRestoreAfterOverlappingMove(t *testing.T) {
+// openBackupWorld is a world whose store replicates with a real embedded
+// Litestream to a file replica under dir.
+func openBackupWorld(t *testing.T, hook func(string) error) (*world, *replication.Replicator) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "tenants"), 0o700); err != nil {
@@ -47,8 +50,26 @@ func TestRestoreAfterOverlappingMove(t *testing.T) {
 	if err := rep.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer rep.Close(ctx)
+	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := tenantdb.Open(ctx, tenantdb.Config{Dir: dir, Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, MoveHook: hook, Backup: rep, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{dir: dir, catalog: cat, store: st, svc: tenants.New(cat, st, "", nil)}
+	w.projects = placement.NewProjects(st, tenantdb.NewProjectService(st), nil)
+	w.tasks = placement.NewTasks(st, tenantdb.NewTaskService(st), nil)
+	t.Cleanup(func() {
+		w.close()
+		rep.Close(ctx)
+	})
+	return w, rep
+}
 
+func TestRestoreAfterOverlappingMove(t *testing.T) {
+	ctx := context.Background()
 	var once sync.Once
 	entered, proceed := make(chan struct{}), make(chan struct{})
 	hook := func(step string) error {
@@ -57,19 +78,8 @@ func TestRestoreAfterOverlappingMove(t *testing.T) {
 		}
 		return nil
 	}
-	cat, err := catalog.Open(ctx, filepath.Join(dir, "catalog.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cat.Close()
-	st, err := tenantdb.Open(ctx, tenantdb.Config{Dir: dir, Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, MoveHook: hook, Backup: rep, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
-	w := &world{dir: dir, catalog: cat, store: st, svc: tenants.New(cat, st, "", nil)}
-	w.projects = placement.NewProjects(st, tenantdb.NewProjectService(st), nil)
-	w.tasks = placement.NewTasks(st, tenantdb.NewTaskService(st), nil)
+	w, rep := openBackupWorld(t, hook)
+	st := w.store
 	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme"})
 	if err != nil {
 		t.Fatal(err)
@@ -99,5 +109,95 @@ func TestRestoreAfterOverlappingMove(t *testing.T) {
 	}
 	if got := w.snapshot(t, "acme"); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Fatalf("data after the move and the refused restore:\n%v\nwant\n%v", got, before)
+	}
+}
+
+// TestRestoreAndDeleteCorruptFile: a tenant file that cannot be read has
+// nothing to sync to its replica first; an in-place restore must still put
+// back the replica's state (the reason to restore), and a delete must still
+// delete it (and undelete bring the backup back), not refuse for a replica
+// that is fine.
+func TestRestoreAndDeleteCorruptFile(t *testing.T) {
+	ctx := context.Background()
+	w, rep := openBackupWorld(t, nil)
+	for _, slug := range []string{"broken", "doomed"} {
+		if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug}); err != nil {
+			t.Fatal(err)
+		}
+		w.fill(t, slug, 2, 1)
+	}
+	want := map[string]string{"broken": fmt.Sprint(w.snapshot(t, "broken")), "doomed": fmt.Sprint(w.snapshot(t, "doomed"))}
+	corrupt := func(slug string) {
+		t.Helper()
+		tn, err := w.catalog.TenantBySlug(ctx, slug)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Close it (a restore of "the latest" would sync it otherwise), then
+		// wreck it.
+		release, err := w.store.Cache().Hold(ctx, tn.ID, silo.ETENANTBUSY)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, _ := w.store.Path(tn.ID)
+		if err := os.WriteFile(path, []byte(strings.Repeat("garbage!", 512)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(path + "-wal")
+		release()
+	}
+	b := tenants.NewBackups(w.svc, rep)
+	corrupt("broken")
+	if err := b.Restore(ctx, "broken", time.Time{}, 0); err != nil {
+		t.Fatalf("restore of a corrupt file: %v", err)
+	}
+	if got := fmt.Sprint(w.snapshot(t, "broken")); got != want["broken"] {
+		t.Fatalf("after restoring a corrupt file:\n%s\nwant\n%s", got, want["broken"])
+	}
+	corrupt("doomed")
+	if err := w.svc.Delete(ctx, "doomed"); err != nil {
+		t.Fatalf("delete of a corrupt file: %v", err)
+	}
+	if err := w.svc.Undelete(ctx, "doomed", func(ctx context.Context, name, out string) error {
+		return rep.Restore(ctx, name, out, time.Time{}, 0)
+	}); err != nil {
+		t.Fatalf("undelete: %v", err)
+	}
+	if got := fmt.Sprint(w.snapshot(t, "doomed")); got != want["doomed"] {
+		t.Fatalf("after undelete:\n%s\nwant\n%s", got, want["doomed"])
+	}
+}
+
+// TestRequestResolvedBeforeDelete: a request that resolved its tenant just
+// before the tenant was deleted arrives after the file is gone. It must
+// get "not found", not bring the file back from the backup (which also
+// made undelete refuse: "the file exists"); undelete then works.
+func TestRequestResolvedBeforeDelete(t *testing.T) {
+	ctx := context.Background()
+	w, rep := openBackupWorld(t, nil)
+	for _, slug := range []string{"used", "unused"} {
+		if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.fill(t, "used", 1, 1)
+	for _, slug := range []string{"used", "unused"} {
+		stale := w.ctxFor(t, slug)
+		if err := w.svc.Delete(ctx, slug); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.projects.CreateProject(stale, "late"); silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
+			t.Fatalf("%s: a write resolved before the delete: %v", slug, err)
+		}
+		tn, _ := w.catalog.TenantBySlugAnyStatus(ctx, slug)
+		path, _ := w.store.Path(tn.ID)
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Fatalf("%s: the deleted tenant's file is back: %v", slug, err)
+		}
+		if err := w.svc.Undelete(ctx, slug, func(ctx context.Context, name, out string) error {
+			return rep.Restore(ctx, name, out, time.Time{}, 0)
+		}); err != nil {
+			t.Fatalf("%s: undelete: %v", slug, err)
+		}
 	}
 }

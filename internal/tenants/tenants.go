@@ -112,7 +112,15 @@ func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, strin
 	}
 	secret, hash := catalog.NewToken()
 	if err := s.catalog.CreateTenant(ctx, t, "owner", hash); err != nil {
-		if rerr := s.dropData(context.WithoutCancel(ctx), t); rerr != nil {
+		// Never a tenant: nothing to back up first (a delete would sync
+		// the file to a replica no catalog row names).
+		var rerr error
+		if t.Strategy.Postgres() {
+			rerr = s.dropData(context.WithoutCancel(ctx), t)
+		} else {
+			rerr = s.store.RemoveOrphan(context.WithoutCancel(ctx), t.ID)
+		}
+		if rerr != nil {
 			s.log.Error("remove data of failed signup", "tenant", t.ID, "err", rerr)
 		}
 		return nil, "", err

@@ -7,3 +7,6 @@ DELETE FROM backup_dirty WHERE tenant_id = ?;
 
 -- name: BackupDirty :many
 SELECT tenant_id FROM backup_dirty ORDER BY tenant_id;
+
+-- name: BackupSeen :one
+SELECT count(*) FROM backup_seen WHERE tenant_id = ?;

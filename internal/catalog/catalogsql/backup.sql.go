@@ -36,6 +36,17 @@ func (q *Queries) BackupDirty(ctx context.Context) ([]string, error) {
 	return items, nil
 }
 
+const backupSeen = `-- name: BackupSeen :one
+SELECT count(*) FROM backup_seen WHERE tenant_id = ?
+`
+
+func (q *Queries) BackupSeen(ctx context.Context, tenantID string) (int64, error) {
+	row := q.db.QueryRowContext(ctx, backupSeen, tenantID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const clearBackupDirty = `-- name: ClearBackupDirty :exec
 DELETE FROM backup_dirty WHERE tenant_id = ?
 `

@@ -13,6 +13,10 @@ type BackupDirty struct {
 	Since    int64
 }
 
+type BackupSeen struct {
+	TenantID string
+}
+
 type MigrationRun struct {
 	ID            int64
 	TenantID      string
