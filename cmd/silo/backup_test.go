@@ -244,14 +244,7 @@ func TestDisasterRecovery(t *testing.T) {
 func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 	data := t.TempDir()
 	url, stop := runMain(t, "--data", data, "--operator-token", "op")
-	tokens := map[string]string{}
-	for _, slug := range []string{"phoenix", "flat", "idle", "lost"} {
-		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
-		if st != 201 {
-			t.Fatal(st, body)
-		}
-		tokens[slug] = body["token"].(string)
-	}
+	tokens := signup(t, url, "phoenix", "flat", "idle", "lost")
 	for _, slug := range []string{"phoenix", "flat", "lost"} {
 		if st, _ := call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"one"}`); st != 201 {
 			t.Fatal(st)
@@ -321,14 +314,7 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 func TestBackupOfWrittenFiles(t *testing.T) {
 	data := t.TempDir()
 	url, stop := runMain(t, "--data", data, "--operator-token", "op")
-	tokens := map[string]string{}
-	for _, slug := range []string{"mover", "rewind"} {
-		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
-		if st != 201 {
-			t.Fatal(st, body)
-		}
-		tokens[slug] = body["token"].(string)
-	}
+	tokens := signup(t, url, "mover", "rewind")
 	write := func(slug, name string) {
 		t.Helper()
 		if st, b := call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"`+name+`"}`); st != 201 {
@@ -509,11 +495,7 @@ func TestReplicaOutage(t *testing.T) {
 func TestRestoreFlagMistakes(t *testing.T) {
 	data := t.TempDir()
 	url, _ := runMain(t, "--data", data, "--operator-token", "op")
-	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"keep"}`)
-	if st != 201 {
-		t.Fatal(st, body)
-	}
-	tok := body["token"].(string)
+	tok := signup(t, url, "keep")["keep"]
 	if st, _ := call(t, "POST", url+"/api/projects", "keep.localhost", tok, `{"name":"after"}`); st != 201 {
 		t.Fatal(st)
 	}
@@ -545,7 +527,7 @@ func TestRestoreFlagMistakes(t *testing.T) {
 	if _, err := os.Stat(copyPath); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused restore wrote %s: %v", copyPath, err)
 	}
-	st, body = call(t, "GET", url+"/api/projects", "keep.localhost", tok, "")
+	st, body := call(t, "GET", url+"/api/projects", "keep.localhost", tok, "")
 	if ps, _ := body["projects"].([]any); st != 200 || len(ps) != 1 {
 		t.Fatalf("after refused restores: %d %v", st, body)
 	}
@@ -559,14 +541,9 @@ func TestDeleteAndRestoreSyncFirst(t *testing.T) {
 	data := t.TempDir()
 	ctx := context.Background()
 	url, stop := runMain(t, "--data", data)
-	tokens := map[string]string{}
-	for _, slug := range []string{"gone", "back"} {
-		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
-		if st != 201 {
-			t.Fatal(st, body)
-		}
-		tokens[slug] = body["token"].(string)
-		call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"A"}`)
+	tokens := signup(t, url, "gone", "back")
+	for slug, tok := range tokens {
+		call(t, "POST", url+"/api/projects", slug+".localhost", tok, `{"name":"A"}`)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -33,3 +33,13 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// lockOrAdvise is lockDataDir for a command that must not act behind a
+// running server's back: if one runs, the error says so and gives advice.
+func lockOrAdvise(dir, advice string) (unlock func(), err error) {
+	unlock, err = lockDataDir(dir)
+	if errors.Is(err, errServing) {
+		return nil, fmt.Errorf("%w; %s", err, advice)
+	}
+	return unlock, err
+}

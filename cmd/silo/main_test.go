@@ -199,3 +199,17 @@ func TestTenantsCommands(t *testing.T) {
 		t.Fatalf("unknown command: %v", err)
 	}
 }
+
+// signup signs up each slug on the server at url and returns their tokens.
+func signup(t *testing.T, url string, slugs ...string) map[string]string {
+	t.Helper()
+	tokens := map[string]string{}
+	for _, slug := range slugs {
+		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"`+slug+`"}`)
+		if st != 201 {
+			t.Fatalf("signup %s: %d %v", slug, st, body)
+		}
+		tokens[slug] = body["token"].(string)
+	}
+	return tokens
+}

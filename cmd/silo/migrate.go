@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -60,10 +59,8 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		// A rollback drops what a running server's queries use: its open
 		// tenants would answer 500 until it restarts. Only with the
 		// server stopped.
-		unlock, err := lockDataDir(c.Data)
-		if errors.Is(err, errServing) {
-			return fmt.Errorf("%w; stop it for a rollback (its open tenants would keep querying the newer schema)", err)
-		} else if err != nil {
+		unlock, err := lockOrAdvise(c.Data, "stop it for a rollback (its open tenants would keep querying the newer schema)")
+		if err != nil {
 			return err
 		}
 		defer unlock()

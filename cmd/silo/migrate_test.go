@@ -94,11 +94,7 @@ func TestMigrateCommands(t *testing.T) {
 func TestMigrateDownBesideServer(t *testing.T) {
 	data := t.TempDir()
 	url, _ := runMain(t, "--data", data)
-	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"live"}`)
-	if st != 201 {
-		t.Fatal(st, body)
-	}
-	tok := body["token"].(string)
+	tok := signup(t, url, "live")["live"]
 	if st, _ := call(t, "GET", url+"/api/projects", "live.localhost", tok, ""); st != 200 {
 		t.Fatal(st)
 	}

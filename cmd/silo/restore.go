@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -88,12 +87,12 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	// In place: only the process that serves the tenants may do it.
-	unlock, err := lockDataDir(c.Data)
-	if errors.Is(err, errServing) && all {
-		return fmt.Errorf("%w; it restores each missing tenant on its first request (stop it to restore them all at once)", err)
-	} else if errors.Is(err, errServing) {
-		return fmt.Errorf("%w; restore through it: silo restore %s --server http://HOST:PORT --operator-token TOKEN (or --to FILE for a copy)", err, strings.Join(pos, " "))
-	} else if err != nil {
+	advice := fmt.Sprintf("restore through it: silo restore %s --server http://HOST:PORT --operator-token TOKEN (or --to FILE for a copy)", strings.Join(pos, " "))
+	if all {
+		advice = "it restores each missing tenant on its first request (stop it to restore them all at once)"
+	}
+	unlock, err := lockOrAdvise(c.Data, advice)
+	if err != nil {
 		return err
 	}
 	defer unlock()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/url"
@@ -60,10 +59,8 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		// Moves and deletes must be made by the process that serves the
 		// tenant: only it can hold the tenant's requests, and close its
 		// file and backup, before the data changes place or goes.
-		unlock, err := lockDataDir(c.Data)
-		if errors.Is(err, errServing) {
-			return fmt.Errorf("%w; act through it: add --server http://HOST:PORT --operator-token TOKEN", err)
-		} else if err != nil {
+		unlock, err := lockOrAdvise(c.Data, "act through it: add --server http://HOST:PORT --operator-token TOKEN")
+		if err != nil {
 			return err
 		}
 		defer unlock()
