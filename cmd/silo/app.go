@@ -45,6 +45,11 @@ type Config struct {
 	Backup     bool   // set by the commands that run the embedded Litestream
 	Litestream string // path of litestream.yml
 	NoBackup   bool
+
+	// DataMustExist is set by commands that only report (tenants list,
+	// migrate status and verify): a mistyped --data is an error for them,
+	// not a new empty data dir.
+	DataMustExist bool
 }
 
 func (c *Config) dataFlags(fs *flag.FlagSet) {
@@ -92,6 +97,11 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	}
 	if c.MaxOpenTenants < 1 {
 		return nil, &usageError{"--max-open-tenants must be at least 1"}
+	}
+	if c.DataMustExist {
+		if _, err := os.Stat(c.Data); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no data directory at %s (check --data)", c.Data)
+		}
 	}
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return nil, err

@@ -159,6 +159,16 @@ func TestTenantsCommands(t *testing.T) {
 	if !strings.HasPrefix(token, "silo_") {
 		t.Fatalf("create printed %q, want a token", token)
 	}
+	// Commands that only report do not create a mistyped data dir.
+	typo := filepath.Join(t.TempDir(), "dta")
+	for _, args := range [][]string{{"tenants", "list"}, {"migrate", "status"}, {"migrate", "verify"}} {
+		if err := run(ctx, append(args, "--data", typo), noEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no data directory") {
+			t.Errorf("%v on a missing data dir: %v", args, err)
+		}
+	}
+	if _, err := os.Stat(typo); !os.IsNotExist(err) {
+		t.Errorf("a report created the data dir %s: %v", typo, err)
+	}
 	if err := run(ctx, []string{"tenants", "create", "acme", "--data", data}, noEnv, io.Discard, io.Discard); err == nil {
 		t.Fatal("creating a taken slug succeeded")
 	}

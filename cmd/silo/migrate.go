@@ -67,6 +67,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	}
 	// The fleet opens files itself; the cache settings do not matter here.
 	c.MaxOpenTenants, c.DefaultStrategy = 1, "database"
+	c.DataMustExist = sub == "status" || sub == "verify"
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err

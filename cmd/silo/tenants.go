@@ -72,6 +72,7 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	c.DataMustExist = sub == "list"
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err
