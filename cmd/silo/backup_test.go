@@ -389,6 +389,14 @@ func TestDeleteUndelete(t *testing.T) {
 	if err := run(ctx, []string{"tenants", "move", "lazarus", "--to", "shared", "--data", data, "--server", url, "--operator-token", "op"}, noEnv, &out, io.Discard); err != nil || !strings.Contains(out.String(), `"to":"shared"`) {
 		t.Fatalf("move through the server: %v %s", err, out.String())
 	}
+	// In the shared file, its backup is shared.db's: status says where that
+	// stands rather than txid 0.
+	_, status := call(t, "GET", url+"/api/operator/backup", "localhost", "op", "")
+	for _, x := range status["tenants"].([]any) {
+		if m := x.(map[string]any); m["slug"] == "lazarus" && (m["strategy"] != "shared" || m["txid"].(float64) == 0 || m["open"] != true) {
+			t.Fatalf("backup status of a shared tenant: %v", m)
+		}
+	}
 	if err := run(ctx, []string{"tenants", "move", "lazarus", "--to", "database", "--data", data, "--server", url, "--operator-token", "wrong"}, noEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("move with a wrong operator token: %v", err)
 	}

@@ -43,26 +43,40 @@ func (b BackupStatus) Lag() uint64 {
 	return 0
 }
 
-// Status lists every database-placed tenant's replica. Shared tenants are
-// backed up as part of shared.db.
+// Status lists every active tenant's replica: its own file's, or for a
+// tenant placed in shared.db, shared.db's, which backs up its rows with
+// everyone else's there. (PostgreSQL placements are not Litestream's.)
 func (b *Backups) Status(ctx context.Context) ([]BackupStatus, error) {
 	ts, err := b.svc.catalog.Tenants(ctx)
 	if err != nil {
 		return nil, err
+	}
+	var shared *BackupStatus // read once, at the first shared tenant
+	status := func(name string) BackupStatus {
+		st, err := b.rep.Status(ctx, name)
+		bs := BackupStatus{TXID: st.TXID, UpdatedAt: st.UpdatedAt, Registered: st.Registered, LocalTXID: st.LocalTXID}
+		if err != nil {
+			bs.Err = err.Error()
+		}
+		return bs
 	}
 	var out []BackupStatus
 	for _, t := range ts {
 		if t.Status != silo.TenantActive {
 			continue
 		}
-		bs := BackupStatus{Slug: t.Slug, Strategy: t.Strategy}
-		if t.Strategy == silo.StrategyDatabase {
-			st, err := b.rep.Status(ctx, string(t.ID)+".db")
-			if err != nil {
-				bs.Err = err.Error()
+		var bs BackupStatus
+		switch t.Strategy {
+		case silo.StrategyDatabase:
+			bs = status(string(t.ID) + ".db")
+		case silo.StrategyShared:
+			if shared == nil {
+				st := status(filepath.Join(filepath.Dir(b.svc.store.Dir()), "shared.db"))
+				shared = &st
 			}
-			bs.TXID, bs.UpdatedAt, bs.Registered, bs.LocalTXID = st.TXID, st.UpdatedAt, st.Registered, st.LocalTXID
+			bs = *shared
 		}
+		bs.Slug, bs.Strategy = t.Slug, t.Strategy
 		out = append(out, bs)
 	}
 	return out, nil
