@@ -46,10 +46,13 @@ type Config struct {
 	Litestream string // path of litestream.yml
 	NoBackup   bool
 
-	// DataMustExist is set by commands that only report (tenants list,
-	// migrate status and verify): a mistyped --data is an error for them,
-	// not a new empty data dir.
-	DataMustExist bool
+	// Report is set by commands that only read (tenants list, migrate
+	// status and verify, backup status, restore --to): a mistyped --data,
+	// or a data dir with no catalog that its replica could not bring back,
+	// is an error for them, never a new empty catalog. An empty catalog
+	// would hide the backup from the next start, which would replicate it
+	// as the newest state.
+	Report bool
 }
 
 func (c *Config) dataFlags(fs *flag.FlagSet) {
@@ -98,7 +101,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	if c.MaxOpenTenants < 1 {
 		return nil, &usageError{"--max-open-tenants must be at least 1"}
 	}
-	if c.DataMustExist {
+	if c.Report {
 		if _, err := os.Stat(c.Data); errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no data directory at %s (check --data)", c.Data)
 		}
@@ -116,6 +119,12 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	} else if !c.NoBackup {
 		if err := recoverMissingStandalone(ctx, c, log); err != nil {
 			return nil, err
+		}
+	}
+	if c.Report {
+		if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) {
+			closeBackup(ctx, rep, "")
+			return nil, fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream)", c.Data)
 		}
 	}
 	cat, err := catalog.Open(ctx, catPath, sqlite.Options{Durability: dur})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -140,3 +141,50 @@ func closeBackup(ctx context.Context, rep *replication.Replicator, catPath strin
 }
 
 var timeZero time.Time
+
+// syncCatalogIfStopped is for commands that write the catalog without the
+// embedded Litestream (tokens, tenants create and undelete, migrate). With a
+// server running, its Litestream picks the change up. With none, nothing
+// would until the next start, and a disaster meanwhile would lose it: a
+// revoked token would work again. So, when no server runs, register the
+// catalog, sync it to its replica and stop. Call it after the command
+// closed the catalog.
+func syncCatalogIfStopped(ctx context.Context, c *Config, log *slog.Logger) {
+	if c.NoBackup {
+		return
+	}
+	unlock, err := lockDataDir(c.Data)
+	if errors.Is(err, errServing) {
+		return
+	} else if err != nil {
+		log.Warn("backup: catalog not synced", "err", err)
+		return
+	}
+	defer unlock()
+	cc := *c
+	if cc.Litestream == "" {
+		cc.Litestream = defaultLitestream
+	}
+	cfg, err := loadLitestream(&cc)
+	if err != nil {
+		log.Warn("backup: catalog not synced", "err", err)
+		return
+	}
+	catPath := filepath.Join(c.Data, "catalog.db")
+	if _, _, err := cfg.Lookup(catPath); err != nil {
+		return // these settings do not replicate the catalog
+	}
+	ctx = context.WithoutCancel(ctx)
+	rep, err := replication.New(cfg, log)
+	if err == nil {
+		defer rep.Close(ctx)
+		if err = rep.Open(ctx); err == nil {
+			if err = rep.Register(ctx, catPath); err == nil {
+				err = rep.Unregister(ctx, catPath)
+			}
+		}
+	}
+	if err != nil {
+		log.Warn("backup: the change is made but the catalog's replica is behind until the next start", "err", err)
+	}
+}

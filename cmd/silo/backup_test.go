@@ -259,6 +259,19 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	// Catalog changes the CLI makes while no server runs reach the replica
+	// too: a token revoked now must stay revoked after the disaster, and a
+	// tenant created now must exist.
+	var list syncBuffer
+	if err := run(context.Background(), []string{"tokens", "list", "flat", "--data", data}, noEnv, &list, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	owner := strings.Fields(strings.Split(list.String(), "\n")[1])[0]
+	for _, args := range [][]string{{"tokens", "revoke", "flat", owner}, {"tenants", "create", "latecomer"}} {
+		if err := run(context.Background(), append(args, "--data", data), noEnv, io.Discard, io.Discard); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
 	// "lost" was backed up, but its replica is gone too (or, on a new
 	// machine, the settings point elsewhere): it must not come back empty.
 	lostFile := tenantFiles(t, data)["lost"]
@@ -276,15 +289,16 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 			}
 		}
 	}
-	var list syncBuffer
-	if err := run(context.Background(), []string{"tenants", "list", "--data", data}, noEnv, &list, io.Discard); err != nil || !strings.Contains(list.String(), "phoenix") {
+	list = syncBuffer{}
+	if err := run(context.Background(), []string{"tenants", "list", "--data", data}, noEnv, &list, io.Discard); err != nil || !strings.Contains(list.String(), "phoenix") || !strings.Contains(list.String(), "latecomer") {
 		t.Fatalf("tenants list on the emptied data dir: %v\n%s", err, list.String())
 	}
-	// All at once, before serving: the two tenants in their own files (the
-	// shared one came back with shared.db), with a progress count.
+	// All at once, before serving: the tenants in their own files (the
+	// shared one came back with shared.db; "lost" fails), with a progress
+	// count.
 	var out, progress syncBuffer
 	if err := run(context.Background(), []string{"restore", "--all", "--data", data}, noEnv, &out, &progress); err == nil ||
-		!strings.Contains(out.String(), "restored 2 tenant(s)") || !strings.Contains(progress.String(), "3/3 tenants, 1 failed") {
+		!strings.Contains(out.String(), "restored 3 tenant(s)") || !strings.Contains(progress.String(), "4/4 tenants, 1 failed") {
 		t.Fatalf("restore --all (lost fails, the others come back): %v\n%s%s", err, out.String(), progress.String())
 	}
 	url, _ = runMain(t, "--data", data)
@@ -294,7 +308,11 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 	if _, err := os.Stat(lostFile); !os.IsNotExist(err) {
 		t.Errorf("lost's file was re-created: %v", err)
 	}
-	for slug, want := range map[string]string{"phoenix": "one", "flat": "one two", "idle": ""} {
+	if st, _ := call(t, "GET", url+"/api/projects", "flat.localhost", tokens["flat"], ""); st != 401 {
+		t.Errorf("a token revoked before the disaster answers %d", st)
+	}
+	delete(tokens, "flat")
+	for slug, want := range map[string]string{"phoenix": "one", "idle": ""} {
 		st, body := call(t, "GET", url+"/api/projects", slug+".localhost", tokens[slug], "")
 		ps, _ := body["projects"].([]any)
 		var names []string
@@ -304,6 +322,32 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 		if st != 200 || strings.Join(names, " ") != want {
 			t.Errorf("%s after recovery: %d %v, want projects %q", slug, st, body, want)
 		}
+	}
+}
+
+// TestMoveAfterDisasterRecovery: a tenant's file comes back on its first
+// use after disaster recovery, and a move is one (it answered 500).
+func TestMoveAfterDisasterRecovery(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data)
+	tok := signup(t, url, "mover")["mover"]
+	call(t, "POST", url+"/api/projects", "mover.localhost", tok, `{"name":"kept"}`)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(data)
+	for _, e := range ents {
+		if e.Name() != "replica" {
+			os.RemoveAll(filepath.Join(data, e.Name()))
+		}
+	}
+	url, _ = runMain(t, "--data", data, "--operator-token", "op")
+	if st, b := call(t, "POST", url+"/api/operator/tenants/mover/move", "localhost", "op", `{"to":"shared"}`); st != 200 {
+		t.Fatalf("move before any request: %d %v", st, b)
+	}
+	st, body := call(t, "GET", url+"/api/projects", "mover.localhost", tok, "")
+	if ps, _ := body["projects"].([]any); st != 200 || len(ps) != 1 {
+		t.Fatalf("after the move: %d %v", st, body)
 	}
 }
 

@@ -169,6 +169,14 @@ func TestTenantsCommands(t *testing.T) {
 	if _, err := os.Stat(typo); !os.IsNotExist(err) {
 		t.Errorf("a report created the data dir %s: %v", typo, err)
 	}
+	// Nor a catalog in a data dir that has none (and no replica of one).
+	bare := t.TempDir()
+	if err := run(ctx, []string{"tenants", "list", "--data", bare}, noEnv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no catalog") {
+		t.Errorf("tenants list on a data dir without a catalog: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bare, "catalog.db")); !os.IsNotExist(err) {
+		t.Errorf("a report created a catalog: %v", err)
+	}
 	if err := run(ctx, []string{"tenants", "create", "acme", "--data", data}, noEnv, io.Discard, io.Discard); err == nil {
 		t.Fatal("creating a taken slug succeeded")
 	}

@@ -67,7 +67,10 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	}
 	// The fleet opens files itself; the cache settings do not matter here.
 	c.MaxOpenTenants, c.DefaultStrategy = 1, "database"
-	c.DataMustExist = sub == "status" || sub == "verify"
+	c.Report = sub == "status" || sub == "verify"
+	if !c.Report {
+		defer syncCatalogIfStopped(ctx, &c, log) // after the deferred Close below
+	}
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err

@@ -131,6 +131,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 // openBackupReader opens the data dir and a replicator that only reads
 // replicas (it registers nothing), which is safe beside a running server.
 func openBackupReader(ctx context.Context, c *Config, log *slog.Logger) (*tenants.Backups, func(), error) {
+	c.Report = true
 	a, err := openApp(ctx, c, log)
 	if err != nil {
 		return nil, nil, err

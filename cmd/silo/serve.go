@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/silohq/silo/internal/server"
@@ -99,6 +100,17 @@ func runServe(ctx context.Context, e env, args []string) error {
 		}
 		if err != nil {
 			log.Error("backup: crash recovery", "err", err)
+		}
+		// The catalog and shared.db are always open, so they are never in
+		// that list: after a crash their replicas may lag too. Bring them
+		// up to date before serving, not at Litestream's next tick: a crash
+		// right after the start would otherwise leave the gap open.
+		for _, p := range []string{"catalog.db", "shared.db"} {
+			if path := filepath.Join(c.Data, p); a.backup.Registered(path) {
+				if _, err := a.backup.Sync(ctx, path); err != nil {
+					log.Warn("backup: sync at start", "file", p, "err", err)
+				}
+			}
 		}
 		go a.backup.RunMaintenance(ctx, time.Minute)
 	}

@@ -72,7 +72,11 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.DataMustExist = sub == "list"
+	c.Report = sub == "list"
+	if (sub == "create" || sub == "undelete") && !c.Backup {
+		// Runs after the deferred Close below.
+		defer syncCatalogIfStopped(ctx, &c, log)
+	}
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err

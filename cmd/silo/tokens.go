@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -27,6 +28,7 @@ func runTokens(ctx context.Context, e env, args []string) error {
 	var name string
 	fs := flag.NewFlagSet("tokens "+sub, flag.ContinueOnError)
 	c.dataFlags(fs)
+	c.backupFlags(fs)
 	if sub == "create" {
 		fs.StringVar(&name, "name", "cli", "a label for the token, shown by list")
 	}
@@ -45,6 +47,10 @@ func runTokens(ctx context.Context, e env, args []string) error {
 	cat, err := openCatalog(ctx, &c)
 	if err != nil {
 		return err
+	}
+	if sub != "list" {
+		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		defer syncCatalogIfStopped(ctx, &c, log) // after the deferred Close below
 	}
 	defer cat.Close()
 	t, err := cat.TenantBySlugAnyStatus(ctx, pos[0])

@@ -283,6 +283,16 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 	return true, s.restoreInto(ctx, path, time.Time{}, 0)
 }
 
+// EnsureFile restores t's file from its replica if t is placed in its own
+// file, backups are on and the file is missing (see RestoreIfMissing).
+func (s *Store) EnsureFile(ctx context.Context, t *silo.Tenant) error {
+	if s.cfg.Backup == nil || s.placement(t) != silo.StrategyDatabase {
+		return nil
+	}
+	_, err := s.RestoreIfMissing(ctx, t)
+	return err
+}
+
 // RestoreFile puts back the file of a tenant that has none (an undelete),
 // restoring the latest state of its replica with restore. It is for
 // processes that do not run the backup themselves (the CLI beside a

@@ -225,6 +225,13 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 	if (t.Strategy.Postgres() || to.Postgres()) && s.pg == nil {
 		return tenantdb.MoveStats{}, silo.Errorf(silo.EINVALIDSTRATEGY, "Moves to and from PostgreSQL placements need --postgres.")
 	}
+	if to != t.Strategy {
+		// After disaster recovery a tenant's file comes back on its first
+		// use; a move is one.
+		if err := s.store.EnsureFile(ctx, t); err != nil {
+			return tenantdb.MoveStats{}, err
+		}
+	}
 	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
 		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
 		Commit: func(ctx context.Context, from silo.Strategy) error {
