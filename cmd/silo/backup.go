@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/replication"
+	"github.com/silohq/silo/internal/sqlite"
 )
 
 const defaultLitestream = "litestream.yml"
@@ -67,6 +68,8 @@ func openBackup(ctx context.Context, c *Config, catPath string, log *slog.Logger
 // start, which would then replicate the empty file as the newest state. A
 // replica that cannot be read is an error for the same reason.
 func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.Logger) error {
+	sharedPath := filepath.Join(rep.Config().DataDir, "shared.db")
+	sharedEmpty := false
 	for _, dbc := range rep.Config().DBs {
 		if dbc.Path == "" {
 			continue
@@ -79,6 +82,7 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 			return fmt.Errorf("backup: %s is missing and its replica cannot be read: %w (restore it when the replica is back, or pass --no-backup to start without it)", dbc.Path, err)
 		}
 		if st.TXID == 0 {
+			sharedEmpty = sharedEmpty || dbc.Path == sharedPath
 			continue // nothing replicated yet: a first start
 		}
 		// What a lost file left beside it describes the lost file: a stale
@@ -96,7 +100,38 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 		}
 		log.Info("backup: restored a missing file from its replica", "file", dbc.Path, "txid", st.TXID)
 	}
+	if sharedEmpty {
+		// A first start, unless the catalog (perhaps just restored) places
+		// tenants in shared.db: then their rows are lost, and serving them
+		// from a new empty shared.db would hide it.
+		n, err := sharedTenants(ctx, filepath.Join(rep.Config().DataDir, "catalog.db"))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("backup: shared.db is missing and its replica is empty, but the catalog places %d tenant(s) in it: their rows are not in the backup (check the replica settings; to accept the loss, start once with --no-backup, which creates an empty shared.db)", n)
+		}
+	}
 	return nil
+}
+
+// sharedTenants counts the tenants the catalog at path places in shared.db
+// (0 if there is no catalog yet).
+func sharedTenants(ctx context.Context, path string) (int, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, MustExist: true})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRowContext(ctx, "SELECT count(*) FROM tenants WHERE strategy = 'shared' AND status <> 'deleted'").Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("backup: read the catalog: %w", err)
+	}
+	return n, nil
 }
 
 // recoverMissingStandalone is recoverMissing for commands that run without

@@ -325,6 +325,43 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 	}
 }
 
+// TestSharedReplicaLost: after a disaster, shared.db is missing and so is
+// its replica, but the catalog places a tenant in it. Serving that tenant
+// from a new empty shared.db would hide the loss: serve refuses to start,
+// and says how to accept it (--no-backup once).
+func TestSharedReplicaLost(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data, "--default-strategy", "shared")
+	tok := signup(t, url, "roomie")["roomie"]
+	call(t, "POST", url+"/api/projects", "roomie.localhost", tok, `{"name":"mine"}`)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(data)
+	for _, e := range ents {
+		if e.Name() != "replica" {
+			os.RemoveAll(filepath.Join(data, e.Name()))
+		}
+	}
+	os.RemoveAll(filepath.Join(data, "replica", "shared.db"))
+	// Bounded: a serve that wrongly starts is stopped, and the test fails.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "shared.db is missing and its replica is empty") {
+		t.Fatalf("serve with shared.db's rows lost: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "shared.db")); !os.IsNotExist(err) {
+		t.Fatalf("the refused start created shared.db: %v", err)
+	}
+	// Accepting the loss: one start without backups.
+	url, stop = runMain(t, "--data", data, "--no-backup")
+	if st, body := call(t, "GET", url+"/api/projects", "roomie.localhost", tok, ""); st != 200 || len(body["projects"].([]any)) != 0 {
+		t.Fatalf("after accepting the loss: %d %v", st, body)
+	}
+	stop()
+}
+
 // TestMoveAfterDisasterRecovery: a tenant's file comes back on its first
 // use after disaster recovery, and a move is one (it answered 500).
 func TestMoveAfterDisasterRecovery(t *testing.T) {
