@@ -68,6 +68,23 @@ func tenantFiles(t *testing.T, data string) map[string]string {
 	return out
 }
 
+// loseAllButReplica simulates a disaster with the default settings, whose
+// replica is inside the data dir: everything else in it is gone.
+func loseAllButReplica(t *testing.T, data string) {
+	t.Helper()
+	ents, err := os.ReadDir(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "replica" {
+			if err := os.RemoveAll(filepath.Join(data, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // stockLitestream returns the stock Litestream CLI (v0.5.18, the version
 // Silo embeds): $SILO_TEST_LITESTREAM, which CI sets and which must then
 // exist, or litestream on $PATH; without either the caller skips.
@@ -278,17 +295,7 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(data, "replica", "tenants", filepath.Base(lostFile))); err != nil {
 		t.Fatal(err)
 	}
-	ents, err := os.ReadDir(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if e.Name() != "replica" {
-			if err := os.RemoveAll(filepath.Join(data, e.Name())); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	loseAllButReplica(t, data)
 	list = syncBuffer{}
 	if err := run(context.Background(), []string{"tenants", "list", "--data", data}, noEnv, &list, io.Discard); err != nil || !strings.Contains(list.String(), "phoenix") || !strings.Contains(list.String(), "latecomer") {
 		t.Fatalf("tenants list on the emptied data dir: %v\n%s", err, list.String())
@@ -337,12 +344,7 @@ func TestSharedReplicaLost(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	ents, _ := os.ReadDir(data)
-	for _, e := range ents {
-		if e.Name() != "replica" {
-			os.RemoveAll(filepath.Join(data, e.Name()))
-		}
-	}
+	loseAllButReplica(t, data)
 	os.RemoveAll(filepath.Join(data, "replica", "shared.db"))
 	// Bounded: a serve that wrongly starts is stopped, and the test fails.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -372,12 +374,7 @@ func TestMoveAfterDisasterRecovery(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	ents, _ := os.ReadDir(data)
-	for _, e := range ents {
-		if e.Name() != "replica" {
-			os.RemoveAll(filepath.Join(data, e.Name()))
-		}
-	}
+	loseAllButReplica(t, data)
 	url, _ = runMain(t, "--data", data, "--operator-token", "op")
 	if st, b := call(t, "POST", url+"/api/operator/tenants/mover/move", "localhost", "op", `{"to":"shared"}`); st != 200 {
 		t.Fatalf("move before any request: %d %v", st, b)
