@@ -345,7 +345,7 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 		return err
 	}
 	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
-		return fmt.Errorf("final sync before restore: %w", err)
+		return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (final sync: %v); nothing was changed; retry when the replica is reachable.", err)
 	}
 	// The file may hold writes its replica lacks even when it was not
 	// registered (a crash of a process that had it open, a move that
