@@ -113,7 +113,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	var rep *replication.Replicator
 	if c.Backup {
 		var err error
-		if rep, err = openBackup(ctx, c, catPath, log); err != nil {
+		if rep, err = openBackup(ctx, c, log); err != nil {
 			return nil, err
 		}
 	} else if !c.NoBackup {

@@ -39,9 +39,10 @@ func loadLitestream(c *Config) (*replication.Config, error) {
 
 // openBackup starts the embedded Litestream. On an empty data dir whose
 // replica exists (disaster recovery: a new machine with the same
-// litestream.yml) it first restores the catalog; tenants then restore
-// lazily on first use, or all at once with `silo restore --all`.
-func openBackup(ctx context.Context, c *Config, catPath string, log *slog.Logger) (*replication.Replicator, error) {
+// litestream.yml) it first restores the catalog and shared.db
+// (recoverMissing); tenants then restore lazily on first use, or all at
+// once with `silo restore --all`.
+func openBackup(ctx context.Context, c *Config, log *slog.Logger) (*replication.Replicator, error) {
 	cfg, err := loadLitestream(c)
 	if err != nil {
 		return nil, err
