@@ -554,11 +554,14 @@ func TestReplicaOutage(t *testing.T) {
 			}
 		}
 	}
-	// The replica comes back; give the retry loop a turn, then stop.
-	os.Remove(replica)
-	if err := os.Rename(replica+".away", replica); err != nil {
+	// The replica comes back, in one step: with a gap between removing the
+	// file and renaming the directory back, a sync retried meanwhile made
+	// a new replica directory there, and the rename failed. Give the retry
+	// loop a turn, then stop.
+	if err := swapPaths(replica+".away", replica); err != nil {
 		t.Fatal(err)
 	}
+	os.Remove(replica + ".away")
 	time.Sleep(7 * time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
