@@ -27,8 +27,12 @@ func (c *Config) backupFlags(fs *flag.FlagSet) {
 // data/replica with no setup wherever it runs; a file named explicitly
 // must exist.
 func loadLitestream(c *Config) (*replication.Config, error) {
-	cfg, err := replication.ReadConfigFile(c.Litestream, c.Data)
-	if errors.Is(err, os.ErrNotExist) && c.Litestream == defaultLitestream {
+	path := c.Litestream
+	if path == "" { // a command without the flag: as if left at its default
+		path = defaultLitestream
+	}
+	cfg, err := replication.ReadConfigFile(path, c.Data)
+	if errors.Is(err, os.ErrNotExist) && path == defaultLitestream {
 		return replication.ParseConfig(strings.NewReader(replication.DefaultConfigYAML), c.Data)
 	}
 	if err != nil {
@@ -138,11 +142,6 @@ func sharedTenants(ctx context.Context, path string) (int, error) {
 // recoverMissingStandalone is recoverMissing for commands that run without
 // the embedded Litestream: it reads the replicas only if a file is missing.
 func recoverMissingStandalone(ctx context.Context, c *Config, log *slog.Logger) error {
-	if c.Litestream == "" { // a command without --litestream
-		cc := *c
-		cc.Litestream = defaultLitestream
-		c = &cc
-	}
 	cfg, err := loadLitestream(c)
 	if err != nil {
 		return err
@@ -197,11 +196,7 @@ func syncCatalogIfStopped(ctx context.Context, c *Config, log *slog.Logger) {
 		return
 	}
 	defer unlock()
-	cc := *c
-	if cc.Litestream == "" {
-		cc.Litestream = defaultLitestream
-	}
-	cfg, err := loadLitestream(&cc)
+	cfg, err := loadLitestream(c)
 	if err != nil {
 		log.Warn("backup: catalog not synced", "err", err)
 		return
