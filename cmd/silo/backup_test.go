@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,20 @@ func rows(t *testing.T, path string) string {
 		t.Fatalf("%s: integrity_check %q", path, check)
 	}
 	return b.String()
+}
+
+// markNames returns, in id order, the names of a tenant file's projects
+// that are one letter long: the marks ("A", "B", ...) the tests write
+// around points in time, among other projects with longer names.
+func markNames(t *testing.T, path string) []string {
+	t.Helper()
+	var names []string
+	for _, l := range strings.Split(rows(t, path), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && len(f[2]) == 1 {
+			names = append(names, f[2])
+		}
+	}
+	return names
 }
 
 func tenantFiles(t *testing.T, data string) map[string]string {
@@ -137,12 +152,7 @@ func TestBackupRestoreEndToEnd(t *testing.T) {
 		if err := run(context.Background(), []string{"restore", "b0", "--to", p, "--data", data}, noEnv, io.Discard, io.Discard); err != nil {
 			return false
 		}
-		for _, l := range strings.Split(rows(t, p), "\n") {
-			if f := strings.Fields(l); len(f) >= 3 && f[2] == name {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(markNames(t, p), name)
 	}
 	var marks []time.Time
 	for _, name := range []string{"A", "B", "C"} {
@@ -191,15 +201,7 @@ func TestBackupRestoreEndToEnd(t *testing.T) {
 			}
 		}
 	})
-	names := func(path string) string {
-		var ns []string
-		for _, l := range strings.Split(rows(t, path), "\n") {
-			if f := strings.Fields(l); len(f) >= 3 && len(f[2]) == 1 {
-				ns = append(ns, f[2])
-			}
-		}
-		return strings.Join(ns, "")
-	}
+	names := func(path string) string { return strings.Join(markNames(t, path), "") }
 	for i, want := range []string{"A", "AB"} {
 		at := marks[i].UTC().Format(time.RFC3339Nano)
 		p := filepath.Join(out, fmt.Sprintf("pitr%d.db", i))
@@ -433,13 +435,7 @@ func TestBackupOfWrittenFiles(t *testing.T) {
 		if err := run(context.Background(), []string{"restore", slug, "--to", p, "--data", data}, noEnv, io.Discard, io.Discard); err != nil {
 			t.Fatalf("restore %s: %v", slug, err)
 		}
-		var names []string
-		for _, l := range strings.Split(rows(t, p), "\n") {
-			if f := strings.Fields(l); len(f) >= 3 && len(f[2]) == 1 {
-				names = append(names, f[2])
-			}
-		}
-		if got := strings.Join(names, " "); got != want {
+		if got := strings.Join(markNames(t, p), " "); got != want {
 			t.Errorf("%s: the replica's latest state has projects %q, want %q (live file: %q)", slug, got, want, rows(t, files[slug]))
 		}
 	}
