@@ -125,3 +125,25 @@ func TestOperatorAPI(t *testing.T) {
 		t.Fatalf("tenants: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestMethodNotAllowedAllow: a 405 names the methods the path has (RFC 9110
+// requires the Allow header), through the subdomain and the /t/ prefix.
+func TestMethodNotAllowedAllow(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	tok := s.signup("acme")
+	p := s.tenant("acme", tok).do("POST", "/api/projects", map[string]string{"name": "A"})
+	cases := []struct{ method, host, path, allow string }{
+		{"PUT", "acme.localhost", "/api/projects", "GET, POST"},
+		{"PUT", "localhost", "/t/acme/api/projects", "GET, POST"},
+		{"POST", "acme.localhost", "/api/projects/" + p.str("id"), "GET, PATCH, DELETE"},
+		{"PUT", "localhost", "/t/acme/api/tasks/x", "GET, PATCH, DELETE"},
+		{"GET", "localhost", "/api/tenants", "POST"},
+		{"DELETE", "localhost", "/healthz", "GET"},
+	}
+	for _, tc := range cases {
+		r := s.do(tc.method, tc.host, tc.path, tok, nil)
+		if r.Status != 405 || r.code() != "method_not_allowed" || r.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s%s: %d %q Allow %q, want 405 Allow %q", tc.method, tc.host, tc.path, r.Status, r.code(), r.Header.Get("Allow"), tc.allow)
+		}
+	}
+}

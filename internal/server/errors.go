@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/silohq/silo/internal/silo"
 )
@@ -96,4 +98,29 @@ func (s *Server) errorHandler(code, msg string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, silo.Errorf(code, "%s", msg))
 	}
+}
+
+// methodNotAllowed answers 405 with the Allow header that RFC 9110 asks for:
+// the methods the path does have. chi lists them only in its own default
+// handler, so ask the router that served the request (by Host, as
+// ServeHTTP picks it) which methods match the path.
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	router := s.base
+	if _, isBase, err := ResolveHost(r.Host, s.cfg.BaseDomain); err == nil && !isBase {
+		router = s.tenant
+	}
+	path := r.URL.RawPath // what chi routes on, when set
+	if path == "" {
+		path = r.URL.Path
+	}
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if router.Match(chi.NewRouteContext(), m, path) {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+	}
+	s.writeError(w, r, silo.Errorf(silo.EMETHOD, "Method not allowed on this route."))
 }

@@ -113,7 +113,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) common(r chi.Router) {
 	r.Use(middleware.RequestID, s.recoverer)
 	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
-	r.MethodNotAllowed(s.errorHandler(silo.EMETHOD, "Method not allowed on this route."))
+	r.MethodNotAllowed(s.methodNotAllowed)
 }
 
 func (s *Server) baseRouter() chi.Router {
@@ -140,23 +140,21 @@ func (s *Server) baseRouter() chi.Router {
 func (s *Server) tenantRouter() chi.Router {
 	r := chi.NewRouter()
 	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
-	r.MethodNotAllowed(s.errorHandler(silo.EMETHOD, "Method not allowed on this route."))
+	r.MethodNotAllowed(s.methodNotAllowed)
 	r.Use(middleware.RequestID, s.recoverer, s.resolveTenant, s.authenticate)
 	r.Use(s.limitTenantRate(), s.limitTenantInflight())
-	r.Route("/api/projects", func(r chi.Router) {
-		r.Get("/", s.handleListProjects)
-		r.Post("/", s.handleCreateProject)
-		r.Get("/{id}", s.handleGetProject)
-		r.Patch("/{id}", s.handleUpdateProject)
-		r.Delete("/{id}", s.handleDeleteProject)
-		r.Get("/{id}/tasks", s.handleListTasks)
-		r.Post("/{id}/tasks", s.handleCreateTask)
-	})
-	r.Route("/api/tasks", func(r chi.Router) {
-		r.Get("/{id}", s.handleGetTask)
-		r.Patch("/{id}", s.handleUpdateTask)
-		r.Delete("/{id}", s.handleDeleteTask)
-	})
+	// Flat routes, not r.Route: chi's Match (methodNotAllowed's Allow
+	// header) reports every method as allowed on a mounted router's own path.
+	r.Get("/api/projects", s.handleListProjects)
+	r.Post("/api/projects", s.handleCreateProject)
+	r.Get("/api/projects/{id}", s.handleGetProject)
+	r.Patch("/api/projects/{id}", s.handleUpdateProject)
+	r.Delete("/api/projects/{id}", s.handleDeleteProject)
+	r.Get("/api/projects/{id}/tasks", s.handleListTasks)
+	r.Post("/api/projects/{id}/tasks", s.handleCreateTask)
+	r.Get("/api/tasks/{id}", s.handleGetTask)
+	r.Patch("/api/tasks/{id}", s.handleUpdateTask)
+	r.Delete("/api/tasks/{id}", s.handleDeleteTask)
 	return r
 }
 

@@ -3,6 +3,7 @@ package server_test
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestArchiveAndDueAt covers the fields of the second tenant migration:
@@ -70,5 +71,49 @@ func TestArchiveAndDueAt(t *testing.T) {
 	// Type errors name JSON's types, not Go's.
 	if r := c.do("PATCH", "/api/tasks/"+id, []byte(`{"done":"yes"}`)); r.Status != 400 || !strings.Contains(string(r.Raw), `must be true or false`) {
 		t.Fatalf("done as a string: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestUpdatedAtOnlyOnChange: in every placement, a PATCH that changes
+// nothing (empty, or the current values) leaves updated_at alone; a real
+// change moves it.
+func TestUpdatedAtOnlyOnChange(t *testing.T) {
+	for _, p := range placements(t) {
+		t.Run(p, func(t *testing.T) {
+			s := newStack(t, stackOpts{postgres: p == "schema" || p == "pgshared"})
+			c := s.tenant("acme", s.signupAs("acme", p))
+			proj := c.do("POST", "/api/projects", map[string]string{"name": "A"})
+			task := c.do("POST", "/api/projects/"+proj.str("id")+"/tasks", map[string]any{"title": "t", "due_at": "2027-01-02T03:04:05Z"})
+			if proj.Status != 201 || task.Status != 201 {
+				t.Fatalf("create: %s %s", proj.Raw, task.Raw)
+			}
+			time.Sleep(5 * time.Millisecond) // updated_at has millisecond precision
+			check := func(path string, body any, want string, moved bool) string {
+				t.Helper()
+				r := c.do("PATCH", path, body)
+				if r.Status != 200 {
+					t.Fatalf("PATCH %s %v: %d %s", path, body, r.Status, r.Raw)
+				}
+				if got := r.str("updated_at"); (got != want) != moved {
+					t.Fatalf("PATCH %s %s: updated_at %s, was %s (want moved=%v)", path, body, got, want, moved)
+				}
+				if g := c.do("GET", path, nil); g.str("updated_at") != r.str("updated_at") {
+					t.Fatalf("GET %s after PATCH: %s vs %s", path, g.str("updated_at"), r.str("updated_at"))
+				}
+				return r.str("updated_at")
+			}
+			pp, tp := "/api/projects/"+proj.str("id"), "/api/tasks/"+task.str("id")
+			at := proj.str("updated_at")
+			at = check(pp, []byte(`{}`), at, false)
+			at = check(pp, map[string]any{"name": "A", "archived": false}, at, false)
+			check(pp, map[string]any{"archived": true}, at, true)
+			at = task.str("updated_at")
+			at = check(tp, []byte(`{}`), at, false)
+			at = check(tp, map[string]any{"title": "t", "done": false, "due_at": "2027-01-02T03:04:05Z"}, at, false)
+			at = check(tp, []byte(`{"due_at":null}`), at, true)
+			time.Sleep(5 * time.Millisecond)
+			at = check(tp, []byte(`{"due_at":null}`), at, false)
+			check(tp, map[string]any{"done": true}, at, true)
+		})
 	}
 }

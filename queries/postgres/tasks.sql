@@ -19,7 +19,12 @@ UPDATE tasks
 SET title = coalesce(sqlc.narg(title), title),
     done = coalesce(sqlc.narg(done), done),
     due_at = CASE WHEN @set_due_at::boolean THEN sqlc.narg(due_at)::bigint ELSE due_at END,
-    updated_at = @updated_at
+    -- Only a real change moves updated_at (see UpdateProject).
+    updated_at = CASE
+        WHEN coalesce(sqlc.narg(title), title) IS DISTINCT FROM title
+          OR coalesce(sqlc.narg(done), done) IS DISTINCT FROM done
+          OR (@set_due_at::boolean AND sqlc.narg(due_at)::bigint IS DISTINCT FROM due_at)
+        THEN @updated_at ELSE updated_at END
 WHERE tenant_id = @tenant_id AND id = @id
 RETURNING *;
 

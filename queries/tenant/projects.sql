@@ -20,7 +20,12 @@ LIMIT @limit;
 UPDATE projects
 SET name = coalesce(sqlc.narg(name), name),
     archived = coalesce(sqlc.narg(archived), archived),
-    updated_at = @updated_at
+    -- Only a real change moves updated_at: an empty PATCH, or one that
+    -- repeats the current values, leaves the row as it was.
+    updated_at = CASE
+        WHEN coalesce(sqlc.narg(name), name) IS NOT name
+          OR coalesce(sqlc.narg(archived), archived) IS NOT archived
+        THEN @updated_at ELSE updated_at END
 WHERE tenant_id = @tenant_id AND id = @id
 RETURNING *;
 

@@ -142,7 +142,12 @@ const updateProject = `-- name: UpdateProject :one
 UPDATE projects
 SET name = coalesce($1, name),
     archived = coalesce($2, archived),
-    updated_at = $3
+    -- Only a real change moves updated_at: an empty PATCH, or one that
+    -- repeats the current values, leaves the row as it was.
+    updated_at = CASE
+        WHEN coalesce($1, name) IS DISTINCT FROM name
+          OR coalesce($2, archived) IS DISTINCT FROM archived
+        THEN $3 ELSE updated_at END
 WHERE tenant_id = $4 AND id = $5
 RETURNING id, tenant_id, name, created_at, updated_at, archived
 `

@@ -150,7 +150,12 @@ UPDATE tasks
 SET title = coalesce(?1, title),
     done = coalesce(?2, done),
     due_at = CASE WHEN ?3 THEN ?4 ELSE due_at END,
-    updated_at = ?5
+    -- Only a real change moves updated_at (see UpdateProject).
+    updated_at = CASE
+        WHEN coalesce(?1, title) IS NOT title
+          OR coalesce(?2, done) IS NOT done
+          OR (?3 AND ?4 IS NOT due_at)
+        THEN ?5 ELSE updated_at END
 WHERE tenant_id = ?6 AND id = ?7
 RETURNING id, tenant_id, project_id, title, done, created_at, updated_at, due_at
 `
