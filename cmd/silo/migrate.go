@@ -142,12 +142,25 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "%d tenants verified, %d drifted\n", n, len(drifts))
+		// A file that could not be read (missing, held by a server without
+		// backups, corrupt) is not known to have drifted: count it apart.
+		unread := 0
+		for _, d := range drifts {
+			if d.Err != nil {
+				unread++
+			}
+		}
+		fmt.Fprintf(e.stdout, "%d tenants verified, %d drifted, %d not readable\n", n, len(drifts)-unread, unread)
 		for _, d := range drifts {
 			fmt.Fprintf(e.stdout, "  %s\n", d)
 		}
-		if len(drifts) > 0 {
-			return fmt.Errorf("%d tenant(s) drifted", len(drifts))
+		switch {
+		case len(drifts) > unread && unread > 0:
+			return fmt.Errorf("%d tenant(s) drifted, %d not readable", len(drifts)-unread, unread)
+		case len(drifts) > unread:
+			return fmt.Errorf("%d tenant(s) drifted", len(drifts)-unread)
+		case unread > 0:
+			return fmt.Errorf("%d tenant(s) not readable", unread)
 		}
 		return nil
 	}

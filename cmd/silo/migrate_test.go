@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/silohq/silo/internal/sqlite"
 )
 
 // TestMigrateCommands drives the fleet commands as an operator would:
@@ -33,15 +35,19 @@ func TestMigrateCommands(t *testing.T) {
 	if out, _ := silo("migrate", "status"); !regexp.MustCompile(`(?m)^1\s+12$`).MatchString(out) {
 		t.Fatalf("status at 1:\n%s", out)
 	}
-	// Corrupt m05's file (the catalog knows its id).
-	out, _ := silo("tenants", "list")
-	var id string
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 1 && f[0] == "m05" {
-			id = f[1]
+	// The catalog knows each tenant's id, and so its file.
+	fileOf := func(slug string) string {
+		out, _ := silo("tenants", "list")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == slug {
+				return filepath.Join(data, "tenants", f[1]+".db")
+			}
 		}
+		t.Fatalf("no tenant %s in:\n%s", slug, out)
+		return ""
 	}
-	if err := os.WriteFile(filepath.Join(data, "tenants", id+".db"), []byte(strings.Repeat("junk", 100)), 0o600); err != nil {
+	// Corrupt m05's file.
+	if err := os.WriteFile(fileOf("m05"), []byte(strings.Repeat("junk", 100)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err := silo("migrate", "--concurrency", "4", "--continue-on-error")
@@ -53,8 +59,21 @@ func TestMigrateCommands(t *testing.T) {
 		t.Fatalf("status:\n%s", out)
 	}
 	out, err = silo("migrate", "verify")
-	if err == nil || !strings.Contains(out, "1 drifted") || !strings.Contains(out, "m05") {
+	if err == nil || !strings.Contains(out, "0 drifted, 1 not readable") || !strings.Contains(out, "m05") {
 		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	// A schema changed by hand is drift, counted apart from the unreadable.
+	db, err := sqlite.Open(fileOf("m03"), sqlite.Options{MustExist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE INDEX by_hand ON projects (name)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	out, err = silo("migrate", "verify")
+	if err == nil || !strings.Contains(err.Error(), "1 tenant(s) drifted, 1 not readable") || !strings.Contains(out, "1 drifted, 1 not readable") || !strings.Contains(out, "m03: schema at version 2") {
+		t.Fatalf("verify with drift: %v\n%s", err, out)
 	}
 	// A failed run leaves the recorded version alone: a target this binary
 	// does not know is refused up front, and a tenant whose file is missing
@@ -63,14 +82,7 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := silo("migrate", "down", "--to", "7", "--tenants", "m01"); exitCode(err) != 2 {
 		t.Fatalf("down to an unknown version: %v", err)
 	}
-	var m07 string
-	out, _ = silo("tenants", "list")
-	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 1 && f[0] == "m07" {
-			m07 = f[1]
-		}
-	}
-	if err := os.Remove(filepath.Join(data, "tenants", m07+".db")); err != nil {
+	if err := os.Remove(fileOf("m07")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := silo("migrate", "down", "--to", "1", "--tenants", "m07"); err == nil {
