@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
 )
 
@@ -75,7 +76,9 @@ func runTokens(ctx context.Context, e env, args []string) error {
 		return tw.Flush()
 	case "create":
 		secret, k, err := cat.CreateToken(ctx, t.ID, name)
-		if err != nil {
+		if silo.ErrorCode(err) == silo.EINVALIDNAME {
+			return &usageError{"tokens create: --name: " + silo.ErrorMessage(err)}
+		} else if err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stderr, "created token %s for tenant %s; its secret, shown once:\n", k.ID, t.Slug)

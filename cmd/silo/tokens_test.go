@@ -76,6 +76,16 @@ func TestTokensCommands(t *testing.T) {
 	if _, err := silo("tokens", "list", "nobody"); err == nil {
 		t.Fatal("list of an unknown tenant succeeded")
 	}
+	// A name that would break list's table (or is empty) is a usage error,
+	// and creates no token.
+	for _, bad := range []string{"", "  ", "a\tb", "line\nbreak", strings.Repeat("n", 201)} {
+		if out, err := silo("tokens", "create", "acme", "--name", bad); exitCode(err) != 2 || !strings.Contains(err.Error(), "--name") {
+			t.Fatalf("tokens create --name %q: %v (exit %d) %s", bad, err, exitCode(err), out)
+		}
+	}
+	if rows := tokenRows(t, silo); len(rows) != 2 {
+		t.Fatalf("a refused name created a token: %v", rows)
+	}
 	for _, args := range [][]string{{"tokens"}, {"tokens", "list"}, {"tokens", "revoke", "acme"}, {"tokens", "rotate", "acme"}} {
 		if _, err := silo(args...); exitCode(err) != 2 {
 			t.Fatalf("%v: %v, want a usage error", args, err)

@@ -73,6 +73,11 @@ func (c *Catalog) Authenticate(ctx context.Context, id silo.TenantID, secret str
 
 // CreateToken adds a token to a tenant and returns its secret, shown once.
 func (c *Catalog) CreateToken(ctx context.Context, id silo.TenantID, name string) (string, *Token, error) {
+	// Names are shown by `silo tokens list`, one per line in a table.
+	name, err := silo.CleanText(name, "token name", silo.EINVALIDNAME)
+	if err != nil {
+		return "", nil, err
+	}
 	secret, hash := NewToken()
 	row, err := c.wq.CreateToken(ctx, catalogsql.CreateTokenParams{
 		ID: newID(), TenantID: string(id), Name: name, Hash: hash, CreatedAt: c.now().UnixMilli(),
