@@ -181,9 +181,21 @@ func (c *Catalog) SetStatus(ctx context.Context, id silo.TenantID, status string
 	})
 }
 
-// DeleteTenant removes a tenant's row and, by cascade, its tokens.
+// DeleteTenant removes the row of a tenant that ClaimPurge claimed and, by
+// cascade, its tokens.
 func (c *Catalog) DeleteTenant(ctx context.Context, id silo.TenantID) error {
-	return c.wq.DeleteTenant(ctx, string(id))
+	_, err := c.wq.DeletePurgedTenant(ctx, string(id))
+	return err
+}
+
+// ClaimPurge marks a deleted tenant as being purged, and reports whether it
+// was still deleted (or already being purged). From then on Undelete
+// refuses it, so its backup can be dropped: an undelete running in another
+// process either flipped the tenant back first, and the claim fails, or
+// finds it claimed and gives up.
+func (c *Catalog) ClaimPurge(ctx context.Context, id silo.TenantID) (bool, error) {
+	n, err := c.wq.ClaimPurge(ctx, catalogsql.ClaimPurgeParams{UpdatedAt: c.now().UnixMilli(), ID: string(id)})
+	return n > 0, err
 }
 
 func fromRow(r catalogsql.Tenant) *silo.Tenant {

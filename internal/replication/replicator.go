@@ -255,6 +255,31 @@ func (r *Replicator) Unregister(ctx context.Context, path string) error {
 	return nil
 }
 
+// Forget stops replicating path without waiting for its replica: for a file
+// about to be removed whose last changes live on elsewhere (a move's source
+// after its commit). Litestream closes its connections and releases its
+// read lock even if its final upload fails; ctx bounds that upload.
+// Forgetting a path that is not registered does nothing.
+func (r *Replicator) Forget(ctx context.Context, path string) error {
+	_, abs, err := r.cfg.Lookup(path)
+	if err != nil {
+		return err
+	}
+	e := r.entry(abs)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ldb == nil {
+		return nil
+	}
+	err = r.store.UnregisterDB(ctx, abs)
+	e.ldb = nil
+	persistWALRemove(abs)
+	if err != nil {
+		return fmt.Errorf("replication: forget %s (its last changes may not be in the replica): %w", abs, err)
+	}
+	return nil
+}
+
 // Registered reports whether path is registered.
 func (r *Replicator) Registered(path string) bool {
 	_, abs, err := r.cfg.Lookup(path)

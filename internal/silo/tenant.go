@@ -42,6 +42,7 @@ const (
 	TenantActive   = "active"
 	TenantDeleting = "deleting" // its data is being removed
 	TenantDeleted  = "deleted"  // data removed; row and backup kept for the retention period
+	TenantPurging  = "purging"  // past retention: its backup is being dropped, then its row
 )
 
 // Tenant is one customer of the SaaS: a row in the catalog.

@@ -25,6 +25,10 @@ type Backup interface {
 	// replicating it; called after the app closed it. On error the file
 	// stays registered and nothing is lost.
 	Unregister(ctx context.Context, path string) error
+	// Forget stops replicating the file without waiting for its replica,
+	// for a file about to be removed; an error means its last changes may
+	// be missing from the replica, never that it is still registered.
+	Forget(ctx context.Context, path string) error
 	// Maintain compacts and applies retention to a registered file.
 	Maintain(ctx context.Context, path string) error
 	// Restore writes the replica of the file named name, as of at or txid
@@ -46,6 +50,7 @@ type backupState struct {
 const (
 	backupTimeout    = 30 * time.Second // one register or final sync
 	backupRetryEvery = 5 * time.Second
+	forgetTimeout    = 5 * time.Second // the last upload of a file being removed
 )
 
 // register is called on the open path, before the app opens the file. A
@@ -55,15 +60,17 @@ func (s *Store) register(ctx context.Context, id silo.TenantID, path string) {
 	if s.cfg.Backup == nil {
 		return
 	}
+	// Recorded first: the tenant is served even if Register fails, and its
+	// writes must then be synced after a crash (RecoverBackups) and count
+	// as backed up for disaster recovery (BackupSeen).
+	if s.cfg.OnBackupState != nil {
+		s.cfg.OnBackupState(ctx, id, true)
+	}
 	rctx, cancel := context.WithTimeout(ctx, backupTimeout)
 	defer cancel()
 	if err := s.cfg.Backup.Register(rctx, path); err != nil {
 		s.log.Warn("backup: register failed; serving, will retry", "tenant", id, "err", err)
 		s.addPending(id)
-		return
-	}
-	if s.cfg.OnBackupState != nil {
-		s.cfg.OnBackupState(ctx, id, true)
 	}
 }
 
@@ -137,7 +144,12 @@ func (s *Store) syncClosed(id silo.TenantID) {
 	}
 	defer release()
 	if _, err := os.Stat(path); err != nil {
-		return // deleted or moved away meanwhile
+		// Deleted or moved away meanwhile; it may still be registered (its
+		// final sync failed before the file went): stop that.
+		if err := s.cfg.Backup.Forget(ctx, path); err != nil {
+			s.log.Warn("backup: forget a removed file", "tenant", id, "err", err)
+		}
+		return
 	}
 	if err := s.cfg.Backup.Register(ctx, path); err != nil {
 		s.log.Warn("backup: retry register failed", "tenant", id, "err", err)
@@ -163,11 +175,11 @@ func (s *Store) syncHeld(ctx context.Context, id silo.TenantID, path string) err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backupTimeout)
 	defer cancel()
+	if s.cfg.OnBackupState != nil { // first, as in register
+		s.cfg.OnBackupState(ctx, id, true)
+	}
 	if err := s.cfg.Backup.Register(ctx, path); err != nil {
 		return fmt.Errorf("backup: register: %w", err)
-	}
-	if s.cfg.OnBackupState != nil {
-		s.cfg.OnBackupState(ctx, id, true)
 	}
 	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
 		s.addPending(id)
@@ -177,6 +189,23 @@ func (s *Store) syncHeld(ctx context.Context, id silo.TenantID, path string) err
 		s.cfg.OnBackupState(ctx, id, false)
 	}
 	return nil
+}
+
+// forget makes sure Litestream no longer replicates a held tenant's file
+// before the file is removed or replaced: normally it is not registered
+// (closing the handle unregistered it), but a final sync that failed
+// leaves it registered, and removing a file under Litestream's open
+// connections would keep them on the deleted file, and keep a later file
+// at the same path from being registered.
+func (s *Store) forget(ctx context.Context, id silo.TenantID, path string) {
+	if s.cfg.Backup == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetTimeout)
+	defer cancel()
+	if err := s.cfg.Backup.Forget(ctx, path); err != nil {
+		s.log.Warn("backup: stop replicating a file being removed or replaced", "tenant", id, "err", err)
+	}
 }
 
 // syncBeforeReplacing syncs a held tenant's file before a restore or a
@@ -338,6 +367,9 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 	if p := s.placement(t); p != silo.StrategyDatabase {
 		return silo.Errorf(silo.ECONFLICT, "Only tenants placed in their own file can be restored; this one is %q.", p)
 	}
+	if s.isDeleted(t.ID) { // deleted while this waited: undelete it instead
+		return silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+	}
 	// The hold closed the app's handle; the closer unregistered it. Wait
 	// for a retry that may still hold it registered.
 	path, err := s.Path(t.ID)
@@ -354,6 +386,7 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 	if err := s.syncBeforeReplacing(ctx, t.ID, path); err != nil {
 		return err
 	}
+	s.forget(ctx, t.ID, path)
 	if err := s.restoreInto(ctx, path, at, txid); err != nil {
 		return err
 	}

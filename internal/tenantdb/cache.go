@@ -80,7 +80,8 @@ type entry struct {
 	elem     *list.Element
 	prot     bool // in the protected segment
 	lastUsed time.Time
-	stale    bool // its file failed: close it once nobody uses it
+	stale    bool          // its file failed: close it once nobody uses it
+	gone     chan struct{} // made when it goes stale; closed when it leaves the cache
 }
 
 // hold keeps a tenant's handle closed and its requests waiting while an
@@ -156,6 +157,18 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 		if e == nil {
 			break
 		}
+		if e.stale {
+			// Its file failed: wait until its borrowers are done and it is
+			// closed, then open the file afresh. Handing it out would keep
+			// it alive as long as requests overlap; opening a second handle
+			// beside it would put two on one file.
+			gone := e.gone
+			c.mu.Unlock()
+			if err := c.waitGone(ctx, gone); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		e.refs++
 		select {
 		case <-e.ready:
@@ -206,8 +219,7 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 	e.db, e.err = db, err
 	if err != nil {
 		c.openErrors.Add(1)
-		delete(c.entries, id)
-		c.segment(e).Remove(e.elem)
+		c.takeLocked(e)
 		close(e.ready)
 		c.mu.Unlock()
 		return nil, nil, err
@@ -259,8 +271,19 @@ func (c *Cache) releaser(e *entry) func() {
 func (c *Cache) unref(e *entry) {
 	c.mu.Lock()
 	e.refs--
-	if e.stale && e.refs == 0 && c.entries[e.id] == e {
-		c.removeLocked(e)
+	if e.refs == 0 && c.entries[e.id] == e {
+		if c.shut {
+			// Close gave up waiting for this borrower and returned: close
+			// the handle here (its pool is no longer waited for), so that
+			// it is still closed, and unregistered from the backup.
+			c.takeLocked(e)
+			c.mu.Unlock()
+			_ = c.close(e.id, e.db)
+			return
+		}
+		if e.stale {
+			c.removeLocked(e)
+		}
 	}
 	c.evictLocked()
 	c.mu.Unlock()
@@ -274,10 +297,27 @@ func (c *Cache) Discard(id silo.TenantID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[id]; e != nil {
-		e.stale = true
+		if !e.stale {
+			e.stale, e.gone = true, make(chan struct{})
+		}
 		if e.refs == 0 && isReady(e) {
 			c.removeLocked(e)
 		}
+	}
+}
+
+// waitGone waits for a stale handle to leave the cache, as long as a
+// request waits for a held tenant.
+func (c *Cache) waitGone(ctx context.Context, gone chan struct{}) error {
+	t := time.NewTimer(c.cfg.HoldWait)
+	defer t.Stop()
+	select {
+	case <-gone:
+		return nil
+	case <-t.C:
+		return silo.Errorf(silo.ETENANTBUSY, "The tenant is busy; retry shortly.")
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -343,10 +383,18 @@ func (c *Cache) evictLocked() {
 	}
 }
 
-// removeLocked takes e out of the cache and closes it in the background.
-func (c *Cache) removeLocked(e *entry) chan struct{} {
+// takeLocked takes e out of the cache's map and lists.
+func (c *Cache) takeLocked(e *entry) {
 	delete(c.entries, e.id)
 	c.segment(e).Remove(e.elem)
+	if e.gone != nil {
+		close(e.gone)
+	}
+}
+
+// removeLocked takes e out of the cache and closes it in the background.
+func (c *Cache) removeLocked(e *entry) chan struct{} {
+	c.takeLocked(e)
 	c.evictions.Add(1)
 	done := make(chan struct{})
 	c.closing[e.id] = done

@@ -335,3 +335,90 @@ func TestCacheScanResistance(t *testing.T) {
 		t.Fatalf("the most recently used newcomer was evicted")
 	}
 }
+
+// TestDiscardWaitsForBorrowers: a discarded handle (its file failed) is
+// not handed out again, however requests overlap: a new request waits for
+// the borrowers to finish and the handle to close, then opens the file
+// afresh. Never two handles on one file.
+func TestDiscardWaitsForBorrowers(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	open := 0
+	opens := 0
+	c := tenantdb.NewCache(tenantdb.CacheConfig{Capacity: 4, HoldWait: 10 * time.Second}, func(ctx context.Context, id silo.TenantID) (*sql.DB, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		open++
+		opens++
+		if open > 1 {
+			t.Errorf("two handles open on %s", id)
+		}
+		return sqlite.Open(filepath.Join(dir, string(id)+".db"), sqlite.Options{})
+	}, func(id silo.TenantID, db *sql.DB) error {
+		mu.Lock()
+		open--
+		mu.Unlock()
+		return db.Close()
+	})
+	defer c.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	stale, release, err := c.Acquire(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release() // once only: also if the test fails early
+	c.Discard("a")
+	got := make(chan *sql.DB)
+	go func() {
+		db, rel, err := c.Acquire(ctx, "a") // arrives while the first still runs
+		if err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		rel()
+		got <- db
+	}()
+	select {
+	case <-got:
+		t.Fatal("a request got the discarded handle's tenant while the handle was still borrowed")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	db := <-got
+	if db == nil || db == stale {
+		t.Fatalf("after the borrower finished: %p, the discarded handle was %p", db, stale)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opens != 2 {
+		t.Fatalf("%d opens, want 2", opens)
+	}
+}
+
+// TestReleaseAfterCloseGaveUp: a request still running when Close stopped
+// waiting closes its handle when it finishes.
+func TestReleaseAfterCloseGaveUp(t *testing.T) {
+	dir := t.TempDir()
+	closed := make(chan struct{}, 1)
+	c := tenantdb.NewCache(tenantdb.CacheConfig{Capacity: 4}, func(ctx context.Context, id silo.TenantID) (*sql.DB, error) {
+		return sqlite.Open(filepath.Join(dir, string(id)+".db"), sqlite.Options{})
+	}, func(id silo.TenantID, db *sql.DB) error { closed <- struct{}{}; return db.Close() })
+	_, release, err := c.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Close(ctx); err == nil {
+		t.Fatal("Close with a handle borrowed reported no error")
+	}
+	release()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handle released after Close gave up was never closed")
+	}
+}

@@ -76,6 +76,11 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 		}
 		from, st.From = now, now
 	}
+	if s.isDeleted(t.ID) {
+		// Deleted while this waited: copying now would bring its data back
+		// (from the shared file, emptied) into a new placement.
+		return st, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+	}
 	crashed := false
 	hook := func(step string) error {
 		if s.cfg.MoveHook == nil {
@@ -230,6 +235,7 @@ func (s *Store) dropPlacement(ctx context.Context, id silo.TenantID, p silo.Stra
 		}
 		// Litestream's local state describes this file's history; a file
 		// made here later (a move back) starts a new one.
+		s.forget(ctx, id, path)
 		return errors.Join(removeFiles(path), os.RemoveAll(localStateDir(path)))
 	}
 	return nil

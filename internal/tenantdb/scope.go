@@ -156,6 +156,13 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), er
 		if err != nil {
 			return nil, nil, err
 		}
+		if s.isDeleted(t.ID) {
+			// Resolved before a delete that finished while it waited: its
+			// file is gone, but the shared file and PostgreSQL would take
+			// its writes, rows that nothing would ever remove.
+			release()
+			return nil, nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+		}
 		return db, release, nil
 	}
 }
@@ -235,6 +242,10 @@ func (s *Store) Admit(ctx context.Context, t *silo.Tenant) (silo.Strategy, func(
 			return "", nil, err
 		}
 		if s.placement(t) == p {
+			if s.isDeleted(t.ID) { // see borrow
+				leave()
+				return "", nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+			}
 			return p, leave, nil
 		}
 		leave()

@@ -211,41 +211,47 @@ func (s *Store) Provision(ctx context.Context, id silo.TenantID) error {
 	return s.template.copyTo(path)
 }
 
-// Remove deletes every trace of tenant id's data, in whatever placement:
-// its file with -wal and -shm, and its rows in the shared file. It first
-// drains the tenant's requests and closes its handle; requests arriving
-// meanwhile wait and then find no tenant. With backups, the file is synced
-// to its replica first, which is kept for undelete: if that fails, nothing
-// is removed.
-func (s *Store) Remove(ctx context.Context, id silo.TenantID) error {
-	return s.remove(ctx, id, true)
+// Remove deletes every trace of tenant t's data, in whatever placement:
+// its file with -wal and -shm, its rows in the shared file, and its rows in
+// a PostgreSQL placement. It first drains the tenant's requests and closes
+// its handle; requests arriving meanwhile wait and then find no tenant, and
+// so do requests that resolved the tenant before (until Undeleted). With
+// backups, the file is synced to its replica first, which is kept for
+// undelete: if that fails, nothing is removed.
+func (s *Store) Remove(ctx context.Context, t *silo.Tenant) error {
+	return s.remove(ctx, t, true)
 }
 
 // RemoveOrphan is Remove for a file no catalog row names (a signup a crash
 // interrupted): there is nothing to keep a backup of.
 func (s *Store) RemoveOrphan(ctx context.Context, id silo.TenantID) error {
-	return s.remove(ctx, id, false)
+	return s.remove(ctx, &silo.Tenant{ID: id, Strategy: silo.StrategyDatabase}, false)
 }
 
-func (s *Store) remove(ctx context.Context, id silo.TenantID, sync bool) error {
-	path, err := s.Path(id)
+func (s *Store) remove(ctx context.Context, t *silo.Tenant, sync bool) error {
+	path, err := s.Path(t.ID)
 	if err != nil {
 		return err
 	}
-	release, err := s.cache.Hold(ctx, id, silo.ETENANTNOTFOUND)
+	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTNOTFOUND)
 	if err != nil {
 		return err
 	}
 	defer release()
+	// Read the placement under the hold: a move that finished while this
+	// waited for it has changed it, and its new placement is what to drop.
+	p := s.placement(t)
 	if sync {
-		if err := s.syncBeforeReplacing(ctx, id, path); err != nil {
+		if err := s.syncBeforeReplacing(ctx, t.ID, path); err != nil {
 			return err
 		}
+		s.setDeleted(t.ID, true)
 	}
-	if sync {
-		s.setDeleted(id, true)
+	s.forget(ctx, t.ID, path)
+	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, t.ID))
+	if p.Postgres() {
+		err = errors.Join(err, s.dropAny(ctx, t.ID, p))
 	}
-	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, id))
 	// Litestream keeps its local state beside the file, as .<file>-litestream;
 	// remove it even when this process runs without backups (the CLI).
 	return errors.Join(err, os.RemoveAll(localStateDir(path)))

@@ -29,10 +29,10 @@ type Service struct {
 	log             *slog.Logger
 }
 
-// Postgres provisions and drops tenants placed in PostgreSQL.
+// Postgres provisions tenants placed in PostgreSQL. (The store drops them,
+// through its External side.)
 type Postgres interface {
 	CreateSchemaTenant(ctx context.Context, id silo.TenantID) error
-	DropTenant(ctx context.Context, id silo.TenantID, p silo.Strategy) error
 }
 
 // SetPostgres enables the PostgreSQL placements.
@@ -136,7 +136,7 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	if err != nil {
 		return err
 	}
-	if t.Status == silo.TenantDeleted {
+	if t.Status == silo.TenantDeleted || t.Status == silo.TenantPurging {
 		// Deleting again would restart its retention period.
 		return silo.Errorf(silo.ECONFLICT, "Tenant %q is already deleted (undelete it, or wait for the retention period to purge it).", slug)
 	}
@@ -146,15 +146,15 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	return s.finishDelete(ctx, t)
 }
 
-// dropData removes a tenant's data from wherever it is placed.
+// dropData removes a tenant's data from wherever it is placed, PostgreSQL
+// included: the store drops it under the tenant's hold, so that requests
+// (PostgreSQL's too) are drained first and a move that finishes meanwhile
+// cannot leave the data in its new placement.
 func (s *Service) dropData(ctx context.Context, t *silo.Tenant) error {
-	if t.Strategy.Postgres() {
-		if s.pg == nil {
-			return fmt.Errorf("tenant %s is in PostgreSQL, which is not connected", t.Slug)
-		}
-		return s.pg.DropTenant(ctx, t.ID, t.Strategy)
+	if t.Strategy.Postgres() && s.pg == nil {
+		return fmt.Errorf("tenant %s is in PostgreSQL, which is not connected", t.Slug)
 	}
-	return s.store.Remove(ctx, t.ID)
+	return s.store.Remove(ctx, t)
 }
 
 // finishDelete removes a tenant's data and marks it deleted. Its row stays
@@ -175,6 +175,9 @@ func (s *Service) Undelete(ctx context.Context, slug string, restore func(ctx co
 	if err != nil {
 		return err
 	}
+	if t.Status == silo.TenantPurging {
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being purged (its retention period is over).", slug)
+	}
 	if t.Status != silo.TenantDeleted {
 		return silo.Errorf(silo.ECONFLICT, "Tenant %q is not deleted.", slug)
 	}
@@ -184,7 +187,18 @@ func (s *Service) Undelete(ctx context.Context, slug string, restore func(ctx co
 	if err := s.store.RestoreFile(ctx, t.ID, restore); err != nil {
 		return err
 	}
-	return s.catalog.Undelete(ctx, t.ID)
+	if err := s.catalog.Undelete(ctx, t.ID); err != nil {
+		// A purge claimed it while its file was restored (from a backup
+		// that purge may have been dropping): the file is an orphan.
+		if rerr := s.store.RemoveOrphan(ctx, t.ID); rerr != nil {
+			s.log.Warn("undelete: remove the file of a tenant purged meanwhile", "tenant", t.Slug, "err", rerr)
+		}
+		if silo.ErrorCode(err) == silo.ECONFLICT {
+			return silo.Errorf(silo.ECONFLICT, "Tenant %q was purged while it was being undeleted.", slug)
+		}
+		return err
+	}
+	return nil
 }
 
 // Purge forgets tenants deleted before cutoff: their backups (dropReplica,
@@ -196,6 +210,14 @@ func (s *Service) Purge(ctx context.Context, cutoff time.Time, dropReplica func(
 	}
 	n := 0
 	for _, t := range ts {
+		// Claim it first: `silo tenants undelete` may run meanwhile in
+		// another process, and a tenant it brought back must keep its row
+		// and its backup.
+		if ok, err := s.catalog.ClaimPurge(ctx, t.ID); err != nil {
+			return n, err
+		} else if !ok {
+			continue
+		}
 		if dropReplica != nil {
 			if err := dropReplica(ctx, t.ID); err != nil {
 				s.log.Warn("purge: drop backup", "tenant", t.Slug, "err", err)

@@ -21,8 +21,14 @@ UPDATE tenants SET status = ?, updated_at = ? WHERE id = ?;
 -- name: SetTenantSchemaVersion :exec
 UPDATE tenants SET schema_version = ?, updated_at = ? WHERE id = ?;
 
--- name: DeleteTenant :exec
-DELETE FROM tenants WHERE id = ?;
+-- name: ClaimPurge :execrows
+-- Purge claims a deleted tenant before it drops the tenant's backup; an
+-- undelete that has not flipped the status back by then loses the race.
+UPDATE tenants SET status = 'purging', updated_at = ?
+WHERE id = ? AND status IN ('deleted', 'purging');
+
+-- name: DeletePurgedTenant :execrows
+DELETE FROM tenants WHERE id = ? AND status = 'purging';
 
 -- name: SetTenantMovingTo :exec
 UPDATE tenants SET moving_to = ?, updated_at = ? WHERE id = ?;
@@ -43,4 +49,4 @@ UPDATE tenants SET status = 'active', deleted_at = NULL, updated_at = @updated_a
 WHERE id = @id AND status = 'deleted';
 
 -- name: DeletedBefore :many
-SELECT * FROM tenants WHERE status = 'deleted' AND deleted_at < ? ORDER BY deleted_at;
+SELECT * FROM tenants WHERE status IN ('deleted', 'purging') AND deleted_at < ? ORDER BY deleted_at;

@@ -10,6 +10,26 @@ import (
 	"database/sql"
 )
 
+const claimPurge = `-- name: ClaimPurge :execrows
+UPDATE tenants SET status = 'purging', updated_at = ?
+WHERE id = ? AND status IN ('deleted', 'purging')
+`
+
+type ClaimPurgeParams struct {
+	UpdatedAt int64
+	ID        string
+}
+
+// Purge claims a deleted tenant before it drops the tenant's backup; an
+// undelete that has not flipped the status back by then loses the race.
+func (q *Queries) ClaimPurge(ctx context.Context, arg ClaimPurgeParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, claimPurge, arg.UpdatedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const clearDropFrom = `-- name: ClearDropFrom :exec
 UPDATE tenants SET drop_from = NULL WHERE id = ?
 `
@@ -64,17 +84,20 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Ten
 	return i, err
 }
 
-const deleteTenant = `-- name: DeleteTenant :exec
-DELETE FROM tenants WHERE id = ?
+const deletePurgedTenant = `-- name: DeletePurgedTenant :execrows
+DELETE FROM tenants WHERE id = ? AND status = 'purging'
 `
 
-func (q *Queries) DeleteTenant(ctx context.Context, id string) error {
-	_, err := q.db.ExecContext(ctx, deleteTenant, id)
-	return err
+func (q *Queries) DeletePurgedTenant(ctx context.Context, id string) (int64, error) {
+	result, err := q.db.ExecContext(ctx, deletePurgedTenant, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
 const deletedBefore = `-- name: DeletedBefore :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE status = 'deleted' AND deleted_at < ? ORDER BY deleted_at
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE status IN ('deleted', 'purging') AND deleted_at < ? ORDER BY deleted_at
 `
 
 func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([]Tenant, error) {

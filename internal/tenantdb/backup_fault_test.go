@@ -1,0 +1,148 @@
+package tenantdb_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenantdb"
+)
+
+// fakeBackup stands in for the replica so that a test can make it fail on
+// cue; the files are real. It records which files are registered.
+type fakeBackup struct {
+	mu                     sync.Mutex
+	failRegister, failSync bool
+	registered             map[string]bool
+}
+
+func (f *fakeBackup) set(register, sync bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failRegister, f.failSync = register, sync
+}
+
+func (f *fakeBackup) Register(ctx context.Context, path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failRegister {
+		return errors.New("replica unreachable")
+	}
+	f.registered[path] = true
+	return nil
+}
+
+func (f *fakeBackup) Unregister(ctx context.Context, path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.registered[path] {
+		return nil
+	}
+	if f.failSync {
+		return errors.New("replica unreachable") // stays registered
+	}
+	delete(f.registered, path)
+	return nil
+}
+
+func (f *fakeBackup) Forget(ctx context.Context, path string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.registered, path)
+	return nil
+}
+
+func (f *fakeBackup) isRegistered(p string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.registered[p]
+}
+
+func (f *fakeBackup) Maintain(ctx context.Context, path string) error { return nil }
+func (f *fakeBackup) Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error {
+	return errors.New("no restores here")
+}
+func (f *fakeBackup) ReplicaTXID(ctx context.Context, name string) (uint64, error) { return 1, nil }
+
+// openFakeStore opens a store whose backup is fb; dirty collects the
+// tenants recorded as registered (OnBackupState true).
+func openFakeStore(t *testing.T, fb *fakeBackup, dirty *sync.Map) *tenantdb.Store {
+	t.Helper()
+	st, err := tenantdb.Open(context.Background(), tenantdb.Config{
+		Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, Backup: fb,
+		OnBackupState: func(ctx context.Context, id silo.TenantID, registered bool) {
+			if registered {
+				dirty.Store(id, true)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	return st
+}
+
+// TestRegisterFailureStillMarkedDirty: a tenant served while the replica
+// refused its registration takes writes; it must be recorded as needing a
+// sync, or a crash would leave those writes out of the replica for good
+// (RecoverBackups syncs only the recorded tenants).
+func TestRegisterFailureStillMarkedDirty(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}, failRegister: true}
+	var dirty sync.Map
+	st := openFakeStore(t, fb, &dirty)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := st.Provision(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "acked"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dirty.Load(silo.TenantID("t1")); !ok {
+		t.Fatal("a write was acknowledged while the file was not registered, and the tenant was not recorded for crash recovery")
+	}
+}
+
+// TestMoveForgetsFileStillRegistered: when the final sync of a tenant's
+// file fails (replica down) just as a move takes the tenant out of its
+// file, the file is still registered when the move removes it. Litestream
+// must stop replicating it then; before, the retry found no file and left
+// the registration on the deleted file for good.
+func TestMoveForgetsFileStillRegistered(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}}
+	var dirty sync.Map
+	st := openFakeStore(t, fb, &dirty)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Provision(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "p"); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := st.Path("t1")
+	if !fb.isRegistered(path) {
+		t.Fatal("open tenant not registered")
+	}
+	fb.set(false, true) // the replica goes down as the move's hold evicts the tenant
+	noop := func(context.Context) error { return nil }
+	if _, err := st.Move(ctx, tn, silo.StrategyShared, tenantdb.MoveSteps{
+		Journal: noop, Abort: noop, Dropped: noop,
+		Commit: func(context.Context, silo.Strategy) error { return nil },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the moved tenant's file is still there: %v", err)
+	}
+	if fb.isRegistered(path) {
+		t.Fatal("the move removed a file that is still registered for backup")
+	}
+}

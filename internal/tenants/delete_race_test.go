@@ -1,0 +1,184 @@
+package tenants_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/silohq/silo/internal/pg/pgtest"
+	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenants"
+)
+
+// TestSharedWriteResolvedBeforeDelete: a request that resolved a tenant
+// placed in shared.db just before the tenant was deleted must find it
+// gone. Before, its write landed in shared.db after the delete had removed
+// the tenant's rows, and nothing would ever remove it.
+func TestSharedWriteResolvedBeforeDelete(t *testing.T) {
+	w := open(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme", Strategy: silo.StrategyShared}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "other", Strategy: silo.StrategyShared}); err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "other", 1, 1)
+	stale := w.ctxFor(t, "acme")
+	if err := w.svc.Delete(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.projects.CreateProject(stale, "late"); silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
+		t.Fatalf("a write resolved before the delete: %v", err)
+	}
+	if _, _, err := w.projects.Projects(stale, silo.Page{}, silo.ProjectFilter{}); silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
+		t.Fatalf("a read resolved before the delete: %v", err)
+	}
+	if _, rows := w.placedAt(t, "acme"); rows != 0 {
+		t.Fatalf("shared.db holds %d rows of the deleted tenant", rows)
+	}
+	if got := len(w.snapshot(t, "other")); got != 2 {
+		t.Fatalf("the neighbour has %d rows, want 2", got)
+	}
+}
+
+// TestPurgeClaimsBeforeDroppingBackup: `silo tenants undelete` may run in
+// another process while the server purges. Purge claims the tenant before
+// it drops its backup: an undelete that lands after the claim is refused
+// and leaves no file behind; one that landed before the claim keeps the
+// tenant (its row and its backup).
+func TestPurgeClaimsBeforeDroppingBackup(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w, rep := openBackupWorld(t, nil)
+	restore := func(ctx context.Context, name, out string) error {
+		return rep.Restore(ctx, name, out, time.Time{}, 0)
+	}
+	for _, slug := range []string{"late", "early"} {
+		if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug}); err != nil {
+			t.Fatal(err)
+		}
+		w.fill(t, slug, 1, 1)
+		if err := w.svc.Delete(ctx, slug); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late, _ := w.catalog.TenantBySlugAnyStatus(ctx, "late")
+	early, _ := w.catalog.TenantBySlugAnyStatus(ctx, "early")
+
+	// The undelete of "late" runs while purge drops its backup.
+	var undeleteErr error
+	dropped := map[silo.TenantID]bool{}
+	n, err := w.svc.Purge(ctx, time.Now().Add(time.Hour), func(ctx context.Context, id silo.TenantID) error {
+		if id == late.ID {
+			undeleteErr = w.svc.Undelete(ctx, "late", restore)
+		}
+		dropped[id] = true
+		return nil
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	if silo.ErrorCode(undeleteErr) != silo.ECONFLICT {
+		t.Fatalf("undelete during the purge: %v, want a conflict", undeleteErr)
+	}
+	path, _ := w.store.Path(late.ID)
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the refused undelete left a file: %v", err)
+	}
+
+	// "early" is deleted again and undeleted before purge gets to it: purge
+	// lists it (the list is older than the undelete) but must not claim it.
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "kept", 1, 1)
+	want := fmt.Sprint(w.snapshot(t, "kept"))
+	if err := w.svc.Delete(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	kept, _ := w.catalog.TenantBySlugAnyStatus(ctx, "kept")
+	if err := w.svc.Undelete(ctx, "kept", restore); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := w.catalog.ClaimPurge(ctx, kept.ID); err != nil || ok {
+		t.Fatalf("claimed an undeleted tenant for purge: %v %v", ok, err)
+	}
+	if got := fmt.Sprint(w.snapshot(t, "kept")); got != want {
+		t.Fatalf("undeleted tenant: %s, want %s", got, want)
+	}
+	if _, err := w.catalog.Tenant(ctx, early.ID); err == nil {
+		t.Fatal("a purged tenant's row is still there")
+	}
+}
+
+// TestDeleteDuringMove: a delete that arrives while a move copies the
+// tenant waits for the move and then removes the data from where the move
+// put it. Before, it removed the placement it read before the move
+// committed, and a tenant moved into PostgreSQL kept its rows there for
+// good, after its catalog row was purged too.
+func TestDeleteDuringMove(t *testing.T) {
+	pairs := [][2]silo.Strategy{{silo.StrategyShared, silo.StrategyDatabase}, {silo.StrategyDatabase, silo.StrategyShared}}
+	if pgtest.Available() {
+		pairs = append(pairs, [2]silo.Strategy{silo.StrategyShared, silo.StrategyPGShared}, [2]silo.Strategy{silo.StrategyDatabase, silo.StrategySchema})
+	} else {
+		t.Log(pgtest.Skip)
+	}
+	for _, pair := range pairs {
+		from, to := pair[0], pair[1]
+		t.Run(fmt.Sprintf("%s-to-%s", from, to), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			copied, resume := make(chan struct{}), make(chan struct{})
+			hook := func(step string) error {
+				if step == "copied" {
+					close(copied)
+					<-resume
+				}
+				return nil
+			}
+			var w *world
+			if to.Postgres() {
+				w = openPG(t, t.TempDir(), hook, pgtest.Engine(t))
+			} else {
+				w = open(t, t.TempDir(), hook)
+			}
+			slug := fmt.Sprintf("dm%d", time.Now().UnixNano()%1e9)
+			tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug, Strategy: from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if to.Postgres() {
+				t.Cleanup(func() { w.pg.DropTenant(context.Background(), tn.ID, to) })
+			}
+			w.fill(t, slug, 2, 2)
+			moved := make(chan error, 1)
+			go func() {
+				_, err := w.svc.Move(ctx, slug, to)
+				moved <- err
+			}()
+			<-copied
+			deleted := make(chan error, 1)
+			go func() { deleted <- w.svc.Delete(ctx, slug) }()
+			time.Sleep(50 * time.Millisecond) // the delete reads the tenant and waits for the hold
+			close(resume)
+			if err := <-moved; err != nil {
+				t.Fatalf("move: %v", err)
+			}
+			if err := <-deleted; err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			for _, p := range []silo.Strategy{from, to} {
+				if n := w.placedIn(t, slug, p); n != 0 {
+					t.Fatalf("after the delete, %d rows (or a file) of the tenant remain in %s", n, p)
+				}
+			}
+			if got, _ := w.catalog.TenantBySlugAnyStatus(ctx, slug); got.Status != silo.TenantDeleted {
+				t.Fatalf("status %s", got.Status)
+			}
+		})
+	}
+}
