@@ -185,6 +185,16 @@ func TestBackupRestoreEndToEnd(t *testing.T) {
 		if got, want := rows(t, copyPath), rows(t, live); got != want || want == "" {
 			t.Fatalf("%s: restored copy differs from the live file:\n%s\nlive:\n%s", slug, got, want)
 		}
+		// Tenant data is for its owner's eyes only, wherever the copy goes.
+		if fi, err := os.Stat(copyPath); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: restored copy's mode: %v %v", slug, fi.Mode(), err)
+		}
+	}
+	// A transaction the backup does not hold is the operator's mistake, said
+	// plainly (it used to read "No backup to restore: ...restore plan...").
+	err := run(context.Background(), []string{"restore", "b0", "--txid", "999999999", "--to", filepath.Join(out, "none.db"), "--data", data}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "holds no state at that point") {
+		t.Fatalf("restore of a transaction the backup lacks: %v", err)
 	}
 	// The stock Litestream CLI restores the same replicas without Silo,
 	// with the command the README gives.

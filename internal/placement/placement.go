@@ -6,6 +6,8 @@ package placement
 
 import (
 	"context"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/silohq/silo/internal/silo"
 )
@@ -78,6 +80,9 @@ func (p *Projects) CreateProject(ctx context.Context, name string) (*silo.Projec
 
 // Project routes to the tenant's engine.
 func (p *Projects) Project(ctx context.Context, id string) (*silo.Project, error) {
+	if !storable(id) {
+		return nil, notFound("Project")
+	}
 	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, err
@@ -98,6 +103,9 @@ func (p *Projects) Projects(ctx context.Context, page silo.Page, f silo.ProjectF
 
 // UpdateProject routes to the tenant's engine.
 func (p *Projects) UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error) {
+	if !storable(id) {
+		return nil, notFound("Project")
+	}
 	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, err
@@ -108,6 +116,9 @@ func (p *Projects) UpdateProject(ctx context.Context, id string, upd silo.Projec
 
 // DeleteProject routes to the tenant's engine.
 func (p *Projects) DeleteProject(ctx context.Context, id string) error {
+	if !storable(id) {
+		return notFound("Project")
+	}
 	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return err
@@ -131,6 +142,9 @@ func (t *Tasks) to(ctx context.Context) (TaskService, context.Context, func(), e
 
 // CreateTask routes to the tenant's engine.
 func (t *Tasks) CreateTask(ctx context.Context, projectID string, nt silo.NewTask) (*silo.Task, error) {
+	if !storable(projectID) {
+		return nil, notFound("Project")
+	}
 	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, err
@@ -141,6 +155,9 @@ func (t *Tasks) CreateTask(ctx context.Context, projectID string, nt silo.NewTas
 
 // Task routes to the tenant's engine.
 func (t *Tasks) Task(ctx context.Context, id string) (*silo.Task, error) {
+	if !storable(id) {
+		return nil, notFound("Task")
+	}
 	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, err
@@ -151,6 +168,9 @@ func (t *Tasks) Task(ctx context.Context, id string) (*silo.Task, error) {
 
 // Tasks routes to the tenant's engine.
 func (t *Tasks) Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error) {
+	if !storable(projectID) {
+		return nil, "", notFound("Project")
+	}
 	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, "", err
@@ -161,6 +181,9 @@ func (t *Tasks) Tasks(ctx context.Context, projectID string, page silo.Page) ([]
 
 // UpdateTask routes to the tenant's engine.
 func (t *Tasks) UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error) {
+	if !storable(id) {
+		return nil, notFound("Task")
+	}
 	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return nil, err
@@ -171,10 +194,26 @@ func (t *Tasks) UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) 
 
 // DeleteTask routes to the tenant's engine.
 func (t *Tasks) DeleteTask(ctx context.Context, id string) error {
+	if !storable(id) {
+		return notFound("Task")
+	}
 	s, ctx, done, err := t.to(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
 	return s.DeleteTask(ctx, id)
+}
+
+// storable reports whether an id from a request can reach every engine:
+// PostgreSQL's text refuses NUL bytes and invalid UTF-8 with an error,
+// where SQLite simply finds nothing. Silo's ids are UUIDs, so such an id
+// names nothing, in any placement.
+func storable(id string) bool {
+	return utf8.ValidString(id) && !strings.ContainsRune(id, 0)
+}
+
+// notFound is the engines' answer for an id that names nothing.
+func notFound(what string) error {
+	return silo.Errorf(silo.ENOTFOUND, "%s not found.", what)
 }

@@ -3,11 +3,13 @@ package replication
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/benbjohnson/litestream"
+	"github.com/silohq/silo/internal/silo"
 	"github.com/superfly/ltx"
 )
 
@@ -64,6 +66,17 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
 	rep := litestream.NewReplicaWithClient(nil, client)
 	if err := rep.Restore(ctx, opt); err != nil {
+		if strings.Contains(err.Error(), "transaction not available") {
+			// Litestream's wording for a point (txid or time) that no
+			// file of the replica covers; the replica itself is fine.
+			return silo.Errorf(silo.EINVALID, "The backup of %s holds no state at that point (transaction or time); `silo backup status` shows its newest transaction.", name)
+		}
+		return fmt.Errorf("replication: restore %s: %w", name, err)
+	}
+	// Litestream creates the file with the process's umask (0644 as a
+	// rule); tenant data is readable by its owner only, as Silo's own
+	// files are, wherever --to puts the copy.
+	if err := os.Chmod(out, 0o600); err != nil {
 		return fmt.Errorf("replication: restore %s: %w", name, err)
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // TestArchiveAndDueAt covers the fields of the second tenant migration:
@@ -114,6 +116,50 @@ func TestUpdatedAtOnlyOnChange(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 			at = check(tp, []byte(`{"due_at":null}`), at, false)
 			check(tp, map[string]any{"done": true}, at, true)
+		})
+	}
+}
+
+// TestHostileIDsInEveryPlacement: ids and cursors with NUL bytes or invalid
+// UTF-8 name nothing, in every placement alike (PostgreSQL refused them
+// with an error, answered 500).
+func TestHostileIDsInEveryPlacement(t *testing.T) {
+	for _, p := range placements(t) {
+		t.Run(p, func(t *testing.T) {
+			s := newStack(t, stackOpts{postgres: p == "schema" || p == "pgshared"})
+			c := s.tenant("acme", s.signupAs("acme", p))
+			proj := c.do("POST", "/api/projects", map[string]string{"name": "A"})
+			if proj.Status != 201 {
+				t.Fatal(proj.Raw)
+			}
+			for _, id := range []string{"%00", "%FF", "a%00b", "%FF%FE", "%C0%AF"} {
+				for _, tc := range []struct {
+					method, path string
+					body         any
+				}{
+					{"GET", "/api/projects/" + id, nil},
+					{"PATCH", "/api/projects/" + id, map[string]string{"name": "x"}},
+					{"DELETE", "/api/projects/" + id, nil},
+					{"GET", "/api/projects/" + id + "/tasks", nil},
+					{"POST", "/api/projects/" + id + "/tasks", map[string]string{"title": "x"}},
+					{"GET", "/api/tasks/" + id, nil},
+					{"PATCH", "/api/tasks/" + id, map[string]any{"done": true}},
+					{"DELETE", "/api/tasks/" + id, nil},
+				} {
+					if r := c.do(tc.method, tc.path, tc.body); r.Status != 404 || r.code() != "not_found" {
+						t.Errorf("%s %s: %d %s", tc.method, tc.path, r.Status, r.Raw)
+					}
+				}
+			}
+			nul := tenantdb.EncodeCursor("ab\x00cd")
+			for _, path := range []string{"/api/projects?cursor=" + nul, "/api/projects/" + proj.str("id") + "/tasks?cursor=" + nul} {
+				if r := c.do("GET", path, nil); r.Status != 400 || r.code() != "invalid_cursor" {
+					t.Errorf("GET %s: %d %s", path, r.Status, r.Raw)
+				}
+			}
+			if r := c.do("GET", "/api/projects", nil); len(r.Body["projects"].([]any)) != 1 {
+				t.Fatalf("projects changed: %s", r.Raw)
+			}
 		})
 	}
 }

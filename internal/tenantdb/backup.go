@@ -279,7 +279,7 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 	if s.placement(t) != silo.StrategyDatabase {
 		return false, nil // moved meanwhile
 	}
-	if s.isDeleted(t.ID) {
+	if s.isDeleted(t) {
 		return false, nil // deleted while the caller held an older view
 	}
 	if _, err := os.Stat(path); err == nil {
@@ -367,7 +367,7 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 	if p := s.placement(t); p != silo.StrategyDatabase {
 		return silo.Errorf(silo.ECONFLICT, "Only tenants placed in their own file can be restored; this one is %q.", p)
 	}
-	if s.isDeleted(t.ID) { // deleted while this waited: undelete it instead
+	if s.isDeleted(t) { // deleted while this waited: undelete it instead
 		return silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
 	}
 	// The hold closed the app's handle; the closer unregistered it. Wait
@@ -415,6 +415,9 @@ func (s *Store) restoreWith(path string, restore func(tmp string) error) error {
 	_ = removeFiles(tmp)
 	if err := restore(tmp); err != nil {
 		_ = removeFiles(tmp)
+		if se := (*silo.Error)(nil); errors.As(err, &se) {
+			return err // already says what went wrong (no state at that point)
+		}
 		return silo.Errorf(silo.ENOTFOUND, "No backup to restore: %v", err)
 	}
 	// The old file's WAL and Litestream's state describe the old history.

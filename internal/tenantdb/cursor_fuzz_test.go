@@ -37,7 +37,7 @@ func FuzzDecodeCursor(f *testing.F) {
 				if id != "" {
 					t.Fatalf("DecodeCursor(\"\") = %q, want \"\"", id)
 				}
-			} else if id == "" || !utf8.ValidString(id) {
+			} else if id == "" || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
 				t.Fatalf("DecodeCursor(%q) = %q: empty or not UTF-8", c, id)
 			}
 			re := tenantdb.EncodeCursor(id)
@@ -52,7 +52,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		enc := tenantdb.EncodeCursor(c)
 		got, err := tenantdb.DecodeCursor(enc)
 		switch {
-		case c == "" || !utf8.ValidString(c) || len(enc) > 128:
+		case c == "" || !utf8.ValidString(c) || strings.ContainsRune(c, 0) || len(enc) > 128:
 			if err == nil && got != "" {
 				t.Fatalf("DecodeCursor(EncodeCursor(%q)) accepted %q", c, got)
 			}

@@ -76,7 +76,7 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 		}
 		from, st.From = now, now
 	}
-	if s.isDeleted(t.ID) {
+	if s.isDeleted(t) {
 		// Deleted while this waited: copying now would bring its data back
 		// (from the shared file, emptied) into a new placement.
 		return st, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")

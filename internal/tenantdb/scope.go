@@ -1,6 +1,7 @@
 package tenantdb
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -156,7 +157,7 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), er
 		if err != nil {
 			return nil, nil, err
 		}
-		if s.isDeleted(t.ID) {
+		if s.isDeleted(t) {
 			// Resolved before a delete that finished while it waited: its
 			// file is gone, but the shared file and PostgreSQL would take
 			// its writes, rows that nothing would ever remove.
@@ -206,7 +207,9 @@ func DecodeCursor(c string) (string, error) {
 		return "", silo.Errorf(silo.EINVALIDCURSOR, "Invalid cursor.")
 	}
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(b) == 0 || !utf8.Valid(b) {
+	// A NUL byte is refused too: PostgreSQL's text cannot hold one, and a
+	// cursor must mean the same in every placement.
+	if err != nil || len(b) == 0 || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
 		return "", silo.Errorf(silo.EINVALIDCURSOR, "Invalid cursor.")
 	}
 	return string(b), nil
@@ -242,7 +245,7 @@ func (s *Store) Admit(ctx context.Context, t *silo.Tenant) (silo.Strategy, func(
 			return "", nil, err
 		}
 		if s.placement(t) == p {
-			if s.isDeleted(t.ID) { // see borrow
+			if s.isDeleted(t) { // see borrow
 				leave()
 				return "", nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
 			}

@@ -63,7 +63,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	moved   map[silo.TenantID]silo.Strategy // placements changed by moves in this process
-	deleted map[silo.TenantID]bool          // tenants deleted by this process (until undeleted)
+	deleted map[silo.TenantID]time.Time     // tenants deleted by this process, and when (until undeleted)
 
 	backup   backupState
 	quota    atomic.Int64 // bytes per tenant file; 0: no quota
@@ -91,7 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("tenantdb: shared.db: %w", err)
 	}
 	s.moved = make(map[silo.TenantID]silo.Strategy)
-	s.deleted = make(map[silo.TenantID]bool)
+	s.deleted = make(map[silo.TenantID]time.Time)
 	s.cache = NewCache(cfg.Cache, s.openTenant, s.closeTenant)
 	s.backup = backupState{pending: map[silo.TenantID]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	if cfg.Backup != nil {
@@ -155,23 +155,35 @@ func (s *Store) placement(t *silo.Tenant) silo.Strategy {
 	return t.Strategy
 }
 
-// setDeleted records that tenant id was deleted in this process (or, with
-// false, undeleted): a request that resolved the tenant before the delete
-// must then find it gone, not restore its file from the backup.
+// setDeleted records that tenant id was deleted in this process, and when
+// (or, with false, that it was undeleted here): a request that resolved the
+// tenant before the delete must then find it gone, not write to the shared
+// file or restore its file from the backup.
 func (s *Store) setDeleted(id silo.TenantID, deleted bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if deleted {
-		s.deleted[id] = true
+		s.deleted[id] = time.Now()
 	} else {
 		delete(s.deleted, id)
 	}
 }
 
-func (s *Store) isDeleted(id silo.TenantID) bool {
+// isDeleted reports whether t, as the caller resolved it, was deleted by
+// this process since. A tenant undeleted by another process (the CLI) is
+// resolved from a catalog row updated after the delete: that clears it.
+func (s *Store) isDeleted(t *silo.Tenant) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.deleted[id]
+	at, ok := s.deleted[t.ID]
+	if !ok {
+		return false
+	}
+	if t.UpdatedAt.UnixMilli() > at.UnixMilli() {
+		delete(s.deleted, t.ID)
+		return false
+	}
+	return true
 }
 
 func (s *Store) setPlacement(id silo.TenantID, p silo.Strategy) {
