@@ -113,7 +113,11 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		if err := a.tenants.Delete(ctx, pos[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "deleted tenant %s; its backup is kept for the deleted-retention period (silo tenants undelete %s)\n", pos[0], pos[0])
+		if t, err := a.catalog.TenantBySlugAnyStatus(ctx, pos[0]); err == nil && t.Strategy != silo.StrategyDatabase {
+			fmt.Fprintf(e.stderr, "deleted tenant %s; placed %s, it had no backup of its own and cannot be undeleted\n", pos[0], t.Strategy)
+		} else {
+			fmt.Fprintf(e.stderr, "deleted tenant %s; its backup is kept for the deleted-retention period (silo tenants undelete %s)\n", pos[0], pos[0])
+		}
 	case "undelete":
 		// Restores from the replica without registering anything, so it is
 		// safe beside a running server: the file is back before the

@@ -209,6 +209,8 @@ func fromRow(r catalogsql.Tenant) *silo.Tenant {
 		MovingTo:      silo.Strategy(r.MovingTo.String),
 		DropFrom:      silo.Strategy(r.DropFrom.String),
 		DeletedAt:     optionalMilli(r.DeletedAt),
+		FileSince:     optionalMilli(r.FileSince),
+		FileSinceTXID: uint64(r.FileSinceTxid.Int64),
 		CreatedAt:     time.UnixMilli(r.CreatedAt).UTC(),
 		UpdatedAt:     time.UnixMilli(r.UpdatedAt).UTC(),
 	}
@@ -225,10 +227,14 @@ func (c *Catalog) SetMovingTo(ctx context.Context, id silo.TenantID, to silo.Str
 
 // FlipStrategy is the commit point of a move: in one statement the tenant's
 // placement changes from from to to and the journal is cleared.
-func (c *Catalog) FlipStrategy(ctx context.Context, id silo.TenantID, from, to silo.Strategy) error {
+//
+// A move into the tenant's own file records when, and fileTXID, the first
+// transaction its file's backup will hold from then on (0: unknown).
+func (c *Catalog) FlipStrategy(ctx context.Context, id silo.TenantID, from, to silo.Strategy, fileTXID uint64) error {
 	n, err := c.wq.FlipTenantStrategy(ctx, catalogsql.FlipTenantStrategyParams{
 		Strategy: string(to), UpdatedAt: c.now().UnixMilli(), ID: string(id), FromStrategy: string(from),
-		DropFrom: sql.NullString{String: string(from), Valid: true},
+		DropFrom:      sql.NullString{String: string(from), Valid: true},
+		FileSinceTxid: sql.NullInt64{Int64: int64(fileTXID), Valid: fileTXID > 0},
 	})
 	if err != nil {
 		return err

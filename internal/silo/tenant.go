@@ -56,6 +56,12 @@ type Tenant struct {
 	MovingTo      Strategy  // set while a move is under way (the move's journal)
 	DropFrom      Strategy  // set from a move's commit until its source is removed
 	DeletedAt     time.Time // zero unless deleted
+	// FileSince is when the tenant last moved into its own file (zero: it
+	// has been there since signup), and FileSinceTXID the first transaction
+	// of its file's backup from then on (0: unknown). Its file's backup
+	// holds its state only from then on.
+	FileSince     time.Time
+	FileSinceTXID uint64
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }

@@ -312,6 +312,19 @@ func (s *Store) RestoreIfMissing(ctx context.Context, t *silo.Tenant) (bool, err
 	return true, s.restoreInto(ctx, path, time.Time{}, 0)
 }
 
+// ReplicaTXID is the newest transaction in the backup of tenant id's file
+// (0 if it has none); backups off is an error.
+func (s *Store) ReplicaTXID(ctx context.Context, id silo.TenantID) (uint64, error) {
+	if s.cfg.Backup == nil {
+		return 0, silo.Errorf(silo.EUNAVAILABLE, "Backups are off.")
+	}
+	path, err := s.Path(id)
+	if err != nil {
+		return 0, err
+	}
+	return s.cfg.Backup.ReplicaTXID(ctx, filepath.Base(path))
+}
+
 // EnsureFile restores t's file from its replica if t is placed in its own
 // file, backups are on and the file is missing (see RestoreIfMissing).
 func (s *Store) EnsureFile(ctx context.Context, t *silo.Tenant) error {

@@ -89,7 +89,29 @@ func (b *Backups) Restore(ctx context.Context, slug string, at time.Time, txid u
 	if err != nil {
 		return err
 	}
+	if err := inFilePeriod(t, at, txid); err != nil {
+		return err
+	}
 	return b.svc.store.RestoreInPlace(ctx, t, at, txid)
+}
+
+// inFilePeriod refuses a point in time, or a transaction, from before the
+// tenant last moved into its own file. Its file's backup also holds the
+// periods before the tenant left the file, and a point in the gap (its rows
+// were in shared.db or PostgreSQL then) would restore an older state
+// without a word, throwing away what the tenant wrote since.
+func inFilePeriod(t *silo.Tenant, at time.Time, txid uint64) error {
+	if t.FileSince.IsZero() {
+		return nil // in its file since signup: the backup covers it all
+	}
+	since := t.FileSince.UTC().Format(time.RFC3339Nano)
+	if !at.IsZero() && at.Before(t.FileSince) {
+		return silo.Errorf(silo.EINVALID, "Tenant %q moved into its own file at %s; its file's backup holds its state only from then on (before, its rows were in another placement, whose own backup holds them).", t.Slug, since)
+	}
+	if txid != 0 && (t.FileSinceTXID == 0 || txid < t.FileSinceTXID) {
+		return silo.Errorf(silo.EINVALID, "Tenant %q moved into its own file at %s; transaction %d is not from its file's backup since then (restore by time, --at, instead).", t.Slug, since, txid)
+	}
+	return nil
 }
 
 // RestoreTo writes a copy of a tenant's replica to out, for inspection; the
@@ -101,6 +123,9 @@ func (b *Backups) RestoreTo(ctx context.Context, slug, out string, at time.Time,
 	}
 	if t.Strategy != silo.StrategyDatabase {
 		return silo.Errorf(silo.ECONFLICT, "Tenant %q is placed %q; only tenants in their own file have their own backup.", slug, t.Strategy)
+	}
+	if err := inFilePeriod(t, at, txid); err != nil {
+		return err
 	}
 	abs, err := filepath.Abs(out)
 	if err != nil {

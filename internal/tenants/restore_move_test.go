@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -199,5 +200,79 @@ func TestRequestResolvedBeforeDelete(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("%s: undelete: %v", slug, err)
 		}
+	}
+}
+
+// TestRestoreAcrossPlacements: a tenant moves out of its file and back.
+// Its file's backup holds both file periods, with a gap while its rows were
+// in shared.db: a restore to a point before it moved back would silently
+// bring back the first period's state and throw away everything since.
+// Such points are refused (in place and --to); the latest state, and a
+// transaction of the current period, restore as they should.
+func TestRestoreAcrossPlacements(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w, rep := openBackupWorld(t, nil)
+	b := tenants.NewBackups(w.svc, rep)
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "pit"}); err != nil {
+		t.Fatal(err)
+	}
+	names := func() string {
+		t.Helper()
+		ps, _, err := w.projects.Projects(w.ctxFor(t, "pit"), silo.Page{}, silo.ProjectFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		sort.Strings(out)
+		return strings.Join(out, "")
+	}
+	create := func(name string) {
+		t.Helper()
+		if _, err := w.projects.CreateProject(w.ctxFor(t, "pit"), name); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	create("A")
+	firstPeriod := time.Now()
+	if _, err := w.svc.Move(ctx, "pit", silo.StrategyShared); err != nil {
+		t.Fatal(err)
+	}
+	create("B")
+	gap := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	if _, err := w.svc.Move(ctx, "pit", silo.StrategyDatabase); err != nil {
+		t.Fatal(err)
+	}
+	create("C")
+	tn, _ := w.catalog.TenantBySlug(ctx, "pit")
+	if tn.FileSince.IsZero() || tn.FileSinceTXID == 0 {
+		t.Fatalf("the move into the file was not recorded: %+v", tn)
+	}
+	out := filepath.Join(t.TempDir(), "copy.db")
+	for _, tc := range []struct {
+		at   time.Time
+		txid uint64
+	}{{firstPeriod, 0}, {gap, 0}, {time.Time{}, 1}, {time.Time{}, tn.FileSinceTXID - 1}} {
+		if err := b.Restore(ctx, "pit", tc.at, tc.txid); silo.ErrorCode(err) != silo.EINVALID {
+			t.Fatalf("in place at %v txid %d: %v, want refused", tc.at, tc.txid, err)
+		}
+		if err := b.RestoreTo(ctx, "pit", out, tc.at, tc.txid); silo.ErrorCode(err) != silo.EINVALID {
+			t.Fatalf("--to at %v txid %d: %v, want refused", tc.at, tc.txid, err)
+		}
+		if got := names(); got != "ABC" {
+			t.Fatalf("a refused restore changed the tenant: %s", got)
+		}
+	}
+	// The first transaction of the current period is the state it moved in with.
+	if err := b.Restore(ctx, "pit", time.Time{}, tn.FileSinceTXID); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(); got != "AB" {
+		t.Fatalf("restored to the move's transaction: %s, want AB", got)
 	}
 }

@@ -254,10 +254,19 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 			return tenantdb.MoveStats{}, err
 		}
 	}
+	// A move into the tenant's file starts a new period of the file's
+	// backup, which also holds the periods before the tenant left it: the
+	// transactions from the next one on are this period's.
+	var fileTXID uint64
+	if to == silo.StrategyDatabase {
+		if txid, err := s.store.ReplicaTXID(ctx, t.ID); err == nil {
+			fileTXID = txid + 1
+		}
+	}
 	st, err := s.store.Move(ctx, t, to, tenantdb.MoveSteps{
 		Journal: func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, to) },
 		Commit: func(ctx context.Context, from silo.Strategy) error {
-			return s.catalog.FlipStrategy(ctx, t.ID, from, to)
+			return s.catalog.FlipStrategy(ctx, t.ID, from, to, fileTXID)
 		},
 		Abort:   func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, "") },
 		Dropped: func(ctx context.Context) error { return s.catalog.ClearDropFrom(ctx, t.ID) },

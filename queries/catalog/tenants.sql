@@ -35,7 +35,10 @@ UPDATE tenants SET moving_to = ?, updated_at = ? WHERE id = ?;
 
 -- name: FlipTenantStrategy :execrows
 -- The commit point of a move: the new placement, and the journal cleared.
-UPDATE tenants SET strategy = @strategy, moving_to = NULL, drop_from = sqlc.narg(drop_from), updated_at = @updated_at
+-- A move into the tenant's own file starts a new period of its backup.
+UPDATE tenants SET strategy = @strategy, moving_to = NULL, drop_from = sqlc.narg(drop_from), updated_at = @updated_at,
+    file_since = CASE WHEN @strategy = 'database' THEN @updated_at ELSE file_since END,
+    file_since_txid = CASE WHEN @strategy = 'database' THEN sqlc.narg(file_since_txid) ELSE file_since_txid END
 WHERE id = @id AND strategy = @from_strategy;
 
 -- name: ClearDropFrom :exec

@@ -41,6 +41,8 @@ type Tenant struct {
 	MovingTo      sql.NullString
 	DeletedAt     sql.NullInt64
 	DropFrom      sql.NullString
+	FileSince     sql.NullInt64
+	FileSinceTxid sql.NullInt64
 }
 
 type Token struct {

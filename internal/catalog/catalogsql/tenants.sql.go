@@ -42,7 +42,7 @@ func (q *Queries) ClearDropFrom(ctx context.Context, id string) error {
 const createTenant = `-- name: CreateTenant :one
 INSERT INTO tenants (id, slug, name, strategy, status, schema_version, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from
+RETURNING id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from, file_since, file_since_txid
 `
 
 type CreateTenantParams struct {
@@ -80,6 +80,8 @@ func (q *Queries) CreateTenant(ctx context.Context, arg CreateTenantParams) (Ten
 		&i.MovingTo,
 		&i.DeletedAt,
 		&i.DropFrom,
+		&i.FileSince,
+		&i.FileSinceTxid,
 	)
 	return i, err
 }
@@ -97,7 +99,7 @@ func (q *Queries) DeletePurgedTenant(ctx context.Context, id string) (int64, err
 }
 
 const deletedBefore = `-- name: DeletedBefore :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE status IN ('deleted', 'purging') AND deleted_at < ? ORDER BY deleted_at
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from, file_since, file_since_txid FROM tenants WHERE status IN ('deleted', 'purging') AND deleted_at < ? ORDER BY deleted_at
 `
 
 func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([]Tenant, error) {
@@ -121,6 +123,8 @@ func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([
 			&i.MovingTo,
 			&i.DeletedAt,
 			&i.DropFrom,
+			&i.FileSince,
+			&i.FileSinceTxid,
 		); err != nil {
 			return nil, err
 		}
@@ -136,24 +140,29 @@ func (q *Queries) DeletedBefore(ctx context.Context, deletedAt sql.NullInt64) ([
 }
 
 const flipTenantStrategy = `-- name: FlipTenantStrategy :execrows
-UPDATE tenants SET strategy = ?1, moving_to = NULL, drop_from = ?2, updated_at = ?3
-WHERE id = ?4 AND strategy = ?5
+UPDATE tenants SET strategy = ?1, moving_to = NULL, drop_from = ?2, updated_at = ?3,
+    file_since = CASE WHEN ?1 = 'database' THEN ?3 ELSE file_since END,
+    file_since_txid = CASE WHEN ?1 = 'database' THEN ?4 ELSE file_since_txid END
+WHERE id = ?5 AND strategy = ?6
 `
 
 type FlipTenantStrategyParams struct {
-	Strategy     string
-	DropFrom     sql.NullString
-	UpdatedAt    int64
-	ID           string
-	FromStrategy string
+	Strategy      string
+	DropFrom      sql.NullString
+	UpdatedAt     int64
+	FileSinceTxid sql.NullInt64
+	ID            string
+	FromStrategy  string
 }
 
 // The commit point of a move: the new placement, and the journal cleared.
+// A move into the tenant's own file starts a new period of its backup.
 func (q *Queries) FlipTenantStrategy(ctx context.Context, arg FlipTenantStrategyParams) (int64, error) {
 	result, err := q.db.ExecContext(ctx, flipTenantStrategy,
 		arg.Strategy,
 		arg.DropFrom,
 		arg.UpdatedAt,
+		arg.FileSinceTxid,
 		arg.ID,
 		arg.FromStrategy,
 	)
@@ -164,7 +173,7 @@ func (q *Queries) FlipTenantStrategy(ctx context.Context, arg FlipTenantStrategy
 }
 
 const getTenant = `-- name: GetTenant :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE id = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from, file_since, file_since_txid FROM tenants WHERE id = ?
 `
 
 func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
@@ -182,12 +191,14 @@ func (q *Queries) GetTenant(ctx context.Context, id string) (Tenant, error) {
 		&i.MovingTo,
 		&i.DeletedAt,
 		&i.DropFrom,
+		&i.FileSince,
+		&i.FileSinceTxid,
 	)
 	return i, err
 }
 
 const getTenantBySlug = `-- name: GetTenantBySlug :one
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants WHERE slug = ?
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from, file_since, file_since_txid FROM tenants WHERE slug = ?
 `
 
 func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, error) {
@@ -205,6 +216,8 @@ func (q *Queries) GetTenantBySlug(ctx context.Context, slug string) (Tenant, err
 		&i.MovingTo,
 		&i.DeletedAt,
 		&i.DropFrom,
+		&i.FileSince,
+		&i.FileSinceTxid,
 	)
 	return i, err
 }
@@ -237,7 +250,7 @@ func (q *Queries) ListTenantIDs(ctx context.Context) ([]string, error) {
 }
 
 const listTenants = `-- name: ListTenants :many
-SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from FROM tenants ORDER BY slug
+SELECT id, slug, name, strategy, status, schema_version, created_at, updated_at, moving_to, deleted_at, drop_from, file_since, file_since_txid FROM tenants ORDER BY slug
 `
 
 func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
@@ -261,6 +274,8 @@ func (q *Queries) ListTenants(ctx context.Context) ([]Tenant, error) {
 			&i.MovingTo,
 			&i.DeletedAt,
 			&i.DropFrom,
+			&i.FileSince,
+			&i.FileSinceTxid,
 		); err != nil {
 			return nil, err
 		}
