@@ -50,7 +50,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"regexp"
+	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -93,6 +97,10 @@ type Engine struct {
 	shared     string     // quoted shared schema
 	sharedName string     // its plain name
 	tenant     migrations // schema/postgres/tenant
+	// current holds the schema tenants whose schema was found at Latest
+	// although the catalog said otherwise (it lags `silo migrate`), so
+	// that their requests stop asking.
+	current sync.Map // silo.TenantID → struct{}
 }
 
 // Open connects to url as the app role and checks that Row-Level Security
@@ -174,7 +182,7 @@ func SchemaName(id silo.TenantID) (string, error) {
 // It is idempotent, so a retried signup finishes what a failed one began.
 func (e *Engine) CreateSchemaTenant(ctx context.Context, id silo.TenantID) error {
 	_, _, err := e.MigrateSchemaTenant(ctx, id, e.Latest())
-	return err
+	return formatError(err)
 }
 
 // MigrateSchemaTenant moves tenant id's schema to version target (up or
@@ -184,6 +192,7 @@ func (e *Engine) MigrateSchemaTenant(ctx context.Context, id silo.TenantID, targ
 	if err != nil {
 		return 0, 0, err
 	}
+	e.current.Delete(id) // the gate asks the schema again
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		from, to, err = e.tenant.migrate(ctx, tx, name, target)
 		return err
@@ -214,7 +223,7 @@ func (e *Engine) DropTenant(ctx context.Context, id silo.TenantID, p silo.Strate
 			return err
 		}
 		_, err = e.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
-		return err
+		return formatError(err)
 	case StrategyPGShared:
 		// Under RLS the app can delete only the tenant it is set to.
 		t := &silo.Tenant{ID: id, Strategy: p}
@@ -238,8 +247,29 @@ func formatError(err error) error {
 		return silo.Errorf(silo.ENOTFOUND, "Not found.")
 	case isUnique(err):
 		return silo.Errorf(silo.ECONFLICT, "Already exists.")
+	case unreachable(err):
+		return silo.Errorf(silo.EUNAVAILABLE, "PostgreSQL, where this tenant lives, cannot be reached now; retry shortly.")
 	}
 	return err
+}
+
+// unreachable reports whether err means PostgreSQL could not be reached or
+// went away (down, restarting, network): the client may retry, so 503 and
+// not 500.
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	}
+	switch code := pgCode(err); {
+	case strings.HasPrefix(code, "08"): // connection exception
+		return true
+	case code == "57P01", code == "57P02", code == "57P03": // shutting down, crashed, starting
+		return true
+	}
+	return pgconn.SafeToRetry(err)
 }
 
 // PostgreSQL error codes (SQLSTATE) the engine gives a meaning.

@@ -2,8 +2,12 @@ package pg
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/schema"
@@ -27,14 +31,24 @@ func TestMigrateSchemaTenant(t *testing.T) {
 	if from, to, err := env.e.MigrateSchemaTenant(bg, id, 1); err != nil || from != 2 || to != 1 {
 		t.Fatalf("down to 1: %d → %d, %v", from, to, err)
 	}
-	if _, err := env.projects.Project(ctx, p.ID); silo.ErrorCode(err) != silo.EINTERNAL {
-		t.Fatalf("a schema behind the queries answers %v, want an internal error", err)
+	// The catalog records the version `silo migrate down` left, and the
+	// request is refused as for a SQLite file behind (it used to reach the
+	// queries and answer 500).
+	behind := *tenantOf(ctx)
+	behind.SchemaVersion = 1
+	bctx := silo.NewContextWithTenant(bg, &behind)
+	if _, err := env.projects.Project(bctx, p.ID); silo.ErrorCode(err) != silo.ETENANTMIGRATING {
+		t.Fatalf("a schema the catalog knows is behind answers %v, want tenant_migrating", err)
 	}
 	if from, to, err := env.e.MigrateSchemaTenant(bg, id, env.e.Latest()); err != nil || from != 1 || to != env.e.Latest() {
 		t.Fatalf("up again: %d → %d, %v", from, to, err)
 	}
 	if got := must(env.projects.Project(ctx, p.ID))(t); got.Name != "kept" || got.Archived {
 		t.Fatalf("after down and up: %+v", got)
+	}
+	// The catalog lags until the next read of it; the schema itself says.
+	if got, err := env.projects.Project(bctx, p.ID); err != nil || got.Name != "kept" {
+		t.Fatalf("upgraded schema, catalog behind: %v %v", got, err)
 	}
 	if _, _, err := env.e.MigrateSchemaTenant(bg, id, 99); err == nil {
 		t.Fatal("migrating to an unknown version succeeded")
@@ -71,5 +85,25 @@ func TestMigrationFiles(t *testing.T) {
 		if _, err := parseMigrations(fstest.MapFS{name: {Data: []byte(src)}}); err == nil {
 			t.Errorf("%s %q parsed", name, src)
 		}
+	}
+}
+
+// TestUnreachableIs503: PostgreSQL down (here: nothing listening) is a
+// retryable 503, not a 500.
+func TestUnreachableIs503(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := pgconn.Connect(ctx, "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	if err == nil {
+		t.Fatal("connected to port 1")
+	}
+	if got := formatError(fmt.Errorf("begin: %w", err)); silo.ErrorCode(got) != silo.EUNAVAILABLE {
+		t.Fatalf("connection refused: %v, want unavailable", got)
+	}
+	if got := formatError(&pgconn.PgError{Code: "57P01"}); silo.ErrorCode(got) != silo.EUNAVAILABLE {
+		t.Fatalf("admin shutdown: %v", got)
+	}
+	if got := formatError(&pgconn.PgError{Code: "42703"}); silo.ErrorCode(got) != silo.EINTERNAL {
+		t.Fatalf("undefined column: %v, want internal", got)
 	}
 }

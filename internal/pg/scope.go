@@ -40,6 +40,11 @@ func (e *Engine) withScope(ctx context.Context, fn func(sc *scope) error) error 
 		if err != nil {
 			return err
 		}
+		if t.SchemaVersion != e.Latest() {
+			if err := e.gate(ctx, t.ID); err != nil {
+				return err
+			}
+		}
 		path = pgx.Identifier{name}.Sanitize()
 	case StrategyPGShared:
 		path = e.shared
@@ -58,6 +63,31 @@ func (e *Engine) withScope(ctx context.Context, fn func(sc *scope) error) error 
 		return silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
 	}
 	return formatError(err)
+}
+
+// gate checks the schema of a tenant that the catalog says is not at this
+// build's version, as tenantdb's gate checks a file: one behind answers
+// tenant_migrating (the queries would fail on missing columns) until
+// `silo migrate --postgres` upgrades it, one ahead tenant_schema_ahead.
+func (e *Engine) gate(ctx context.Context, id silo.TenantID) error {
+	if _, ok := e.current.Load(id); ok {
+		return nil
+	}
+	v, err := e.SchemaVersion(ctx, id)
+	if err != nil {
+		return formatError(err)
+	}
+	latest := e.Latest()
+	switch {
+	case v == latest:
+		e.current.Store(id, struct{}{})
+		return nil
+	case v > latest:
+		return silo.Errorf(silo.ESCHEMAAHEAD, "The tenant's data is at schema version %d, newer than this server's %d; run a newer silo.", v, latest)
+	case v == 0:
+		return silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.") // no schema: as in withScope
+	}
+	return silo.Errorf(silo.ETENANTMIGRATING, "The tenant's schema is at version %d, behind this server's %d; it is served again once `silo migrate --postgres URL` has upgraded it.", v, latest)
 }
 
 // newID returns an opaque, time-ordered id (UUIDv7), as tenantdb does.

@@ -182,3 +182,37 @@ func TestDeleteDuringMove(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletePostgresTenantWithoutPostgres: a process not connected to
+// PostgreSQL refuses to delete a tenant placed there, and changes nothing
+// (it used to mark the tenant "deleting", so it stopped being served with
+// its data still in PostgreSQL, and answered 500).
+func TestDeletePostgresTenantWithoutPostgres(t *testing.T) {
+	if !pgtest.Available() {
+		t.Skip(pgtest.Skip)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	e := pgtest.Engine(t)
+	w := openPG(t, dir, nil, e)
+	slug := fmt.Sprintf("pgd%d", time.Now().UnixNano()%1e9)
+	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug, Strategy: silo.StrategySchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.DropTenant(context.Background(), tn.ID, silo.StrategySchema) })
+	w.fill(t, slug, 1, 1)
+	w.close()
+
+	w = open(t, dir, nil) // no --postgres
+	if err := w.svc.Delete(ctx, slug); silo.ErrorCode(err) != silo.EUNAVAILABLE {
+		t.Fatalf("delete without PostgreSQL: %v, want unavailable", err)
+	}
+	if got, _ := w.catalog.TenantBySlugAnyStatus(ctx, slug); got.Status != silo.TenantActive {
+		t.Fatalf("status after the refused delete: %s", got.Status)
+	}
+	if n := (&world{pg: e, catalog: w.catalog, store: w.store, dir: dir}).placedIn(t, slug, silo.StrategySchema); n != 2 {
+		t.Fatalf("%d rows left in the schema, want 2", n)
+	}
+}

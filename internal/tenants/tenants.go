@@ -140,6 +140,11 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 		// Deleting again would restart its retention period.
 		return silo.Errorf(silo.ECONFLICT, "Tenant %q is already deleted (undelete it, or wait for the retention period to purge it).", slug)
 	}
+	if t.Strategy.Postgres() && s.pg == nil {
+		// Refused before anything changes: marked "deleting", it would stop
+		// being served with its data still there.
+		return silo.Errorf(silo.EUNAVAILABLE, "Tenant %q lives in PostgreSQL, which this process is not connected to (--postgres).", slug)
+	}
 	if err := s.catalog.SetStatus(ctx, t.ID, silo.TenantDeleting); err != nil {
 		return err
 	}
@@ -152,7 +157,7 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 // cannot leave the data in its new placement.
 func (s *Service) dropData(ctx context.Context, t *silo.Tenant) error {
 	if t.Strategy.Postgres() && s.pg == nil {
-		return fmt.Errorf("tenant %s is in PostgreSQL, which is not connected", t.Slug)
+		return silo.Errorf(silo.EUNAVAILABLE, "Tenant %q lives in PostgreSQL, which this process is not connected to (--postgres).", t.Slug)
 	}
 	return s.store.Remove(ctx, t)
 }
