@@ -136,11 +136,14 @@ func (m *Migrator) plan(from, to int64) []Migration {
 }
 
 // SchemaHash is a digest of a file's schema (sqlite_schema, SQLite's own
-// tables excepted): two files at the same version hash alike unless one has
-// drifted.
+// tables and Litestream's excepted: Litestream adds _litestream_seq and
+// _litestream_lock to every file it replicates): two files at the same
+// version hash alike unless one has drifted.
 func SchemaHash(ctx context.Context, db *sql.DB) (string, error) {
 	rows, err := db.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '')
-		FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name`)
+		FROM sqlite_schema
+		WHERE name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE '\_litestream\_%' ESCAPE '\'
+		ORDER BY type, name`)
 	if err != nil {
 		return "", err
 	}
