@@ -102,8 +102,8 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		return nil, &usageError{"--max-open-tenants must be at least 1"}
 	}
 	if c.Report {
-		if _, err := os.Stat(c.Data); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no data directory at %s (check --data)", c.Data)
+		if err := requireDataDir(c.Data); err != nil {
+			return nil, err
 		}
 	}
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {

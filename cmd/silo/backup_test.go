@@ -308,6 +308,12 @@ func TestDisasterRecoveryDefaultConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	loseAllButReplica(t, data)
+	// The first command on the emptied dir is one that opens only the
+	// catalog: it brings the catalog back too (it used to find none).
+	list = syncBuffer{}
+	if err := run(context.Background(), []string{"tokens", "list", "flat", "--data", data}, noEnv, &list, io.Discard); err != nil || !strings.Contains(list.String(), "owner") {
+		t.Fatalf("tokens list on the emptied data dir: %v\n%s", err, list.String())
+	}
 	list = syncBuffer{}
 	if err := run(context.Background(), []string{"tenants", "list", "--data", data}, noEnv, &list, io.Discard); err != nil || !strings.Contains(list.String(), "phoenix") || !strings.Contains(list.String(), "latecomer") {
 		t.Fatalf("tenants list on the emptied data dir: %v\n%s", err, list.String())

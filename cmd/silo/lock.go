@@ -34,6 +34,15 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	}, nil
 }
 
+// requireDataDir fails unless dir exists, for commands that act on an
+// existing fleet: without it a typo in --data would create a new, empty one.
+func requireDataDir(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no data directory at %s (check --data)", dir)
+	}
+	return nil
+}
+
 // lockOrAdvise is lockDataDir for a command that must not act behind a
 // running server's back: if one runs, the error says so and gives advice.
 func lockOrAdvise(dir, advice string) (unlock func(), err error) {

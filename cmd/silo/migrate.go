@@ -55,6 +55,10 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A mistyped --data must not become a new, empty fleet "migrated".
+	if err := requireDataDir(c.Data); err != nil {
+		return err
+	}
 	if sub == "down" {
 		// A rollback drops what a running server's queries use: its open
 		// tenants would answer 500 until it restarts. Only with the

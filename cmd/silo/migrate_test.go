@@ -98,6 +98,17 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := silo("migrate", "--tenants", "m01", "--canary", "5"); exitCode(err) != 2 {
 		t.Fatalf("--tenants with --canary: %v", err)
 	}
+	// A mistyped --data is an error, not a new empty fleet.
+	typo := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{{"migrate"}, {"migrate", "status"}, {"restore", "--all"}} {
+		err := run(context.Background(), append(args, "--data", typo), noEnv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "no data directory") {
+			t.Fatalf("%v on a missing data dir: %v", args, err)
+		}
+		if _, err := os.Stat(typo); !os.IsNotExist(err) {
+			t.Fatalf("%v created the missing data dir", args)
+		}
+	}
 }
 
 // TestMigrateDownBesideServer: a rollback under a running server would

@@ -91,6 +91,9 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	if all {
 		advice = "it restores each missing tenant on its first request (stop it to restore them all at once)"
 	}
+	if err := requireDataDir(c.Data); err != nil {
+		return err
+	}
 	unlock, err := lockOrAdvise(c.Data, advice)
 	if err != nil {
 		return err

@@ -45,12 +45,12 @@ func runTokens(ctx context.Context, e env, args []string) error {
 	if len(pos) != n {
 		return &usageError{fmt.Sprintf("tokens %s: want %d argument(s), got %d", sub, n, len(pos))}
 	}
-	cat, err := openCatalog(ctx, &c)
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cat, err := openCatalog(ctx, &c, log)
 	if err != nil {
 		return err
 	}
 	if sub != "list" {
-		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		defer syncCatalogIfStopped(ctx, &c, log) // after the deferred Close below
 	}
 	defer cat.Close()
@@ -93,15 +93,24 @@ func runTokens(ctx context.Context, e env, args []string) error {
 }
 
 // openCatalog opens the catalog of an existing data directory: a typo in
-// --data must not create an empty one.
-func openCatalog(ctx context.Context, c *Config) (*catalog.Catalog, error) {
+// --data must not create an empty one. A catalog lost with its replica
+// intact is restored first, as every command does (disaster recovery).
+func openCatalog(ctx context.Context, c *Config, log *slog.Logger) (*catalog.Catalog, error) {
 	dur := sqlite.Durability(c.Durability)
 	if dur != sqlite.DurabilityNormal && dur != sqlite.DurabilityFull {
 		return nil, &usageError{fmt.Sprintf("--durability must be normal or full, not %q", c.Durability)}
 	}
+	if _, err := os.Stat(c.Data); err != nil {
+		return nil, fmt.Errorf("no data directory at %s (check --data)", c.Data)
+	}
+	if !c.NoBackup {
+		if err := recoverMissingStandalone(ctx, c, log); err != nil {
+			return nil, err
+		}
+	}
 	path := filepath.Join(c.Data, "catalog.db")
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no catalog in %s: %w", c.Data, err)
+		return nil, fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream): %w", c.Data, err)
 	}
 	return catalog.Open(ctx, path, sqlite.Options{Durability: dur})
 }
