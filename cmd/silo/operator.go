@@ -33,6 +33,9 @@ func operatorRequest(ctx context.Context, client *http.Client, method, base, tok
 		}
 		rd = bytes.NewReader(b)
 	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base // --server 127.0.0.1:8080, as one would type it
+	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {
 		return nil, &usageError{fmt.Sprintf("server URL: %v", err)}

@@ -42,6 +42,12 @@ func TestBadInput(t *testing.T) {
 		{"not an object", "POST", "acme.localhost", "/api/projects", true, []byte(`[1,2]`), 400, "invalid_json"},
 		{"empty body", "POST", "acme.localhost", "/api/projects", true, []byte(``), 400, "invalid_json"},
 		{"unknown field", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"x","admin":true}`), 400, "invalid_json"},
+		{"null body", "POST", "acme.localhost", "/api/projects", true, []byte(`null`), 400, "invalid_json"},
+		{"null patch", "PATCH", "acme.localhost", "/api/projects/" + p.str("id"), true, []byte(`null`), 400, "invalid_json"},
+		{"repeated key", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"a","name":"b"}`), 400, "invalid_json"},
+		{"key in another case", "POST", "acme.localhost", "/api/projects", true, []byte(`{"NAME":"x"}`), 400, "invalid_json"},
+		{"key twice, cases differ", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"visible","Name":"stored"}`), 400, "invalid_json"},
+		{"signup slug twice", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"ln3","Slug":"ln4"}`), 400, "invalid_json"},
 		{"wrong type", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":42}`), 400, "invalid_json"},
 		{"invalid utf-8", "POST", "acme.localhost", "/api/projects", true, []byte("{\"name\":\"\xff\xfe\"}"), 400, "invalid_json"},
 		{"trailing data", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"x"} {"name":"y"}`), 400, "invalid_json"},
@@ -76,6 +82,8 @@ func TestBadInput(t *testing.T) {
 		{"signup overlong", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"` + strings.Repeat("a", 64) + `"}`), 400, "invalid_slug"},
 		{"signup reserved", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"admin"}`), 400, "invalid_slug"},
 		{"signup leading hyphen", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"-acme"}`), 400, "invalid_slug"},
+		{"signup punycode", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"xn--80ak6aa92e"}`), 400, "invalid_slug"},
+		{"signup hyphens at 3-4", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"ab--c"}`), 400, "invalid_slug"},
 		{"signup bad strategy", "POST", "localhost", "/api/tenants", false, []byte(`{"slug":"okay","strategy":"mongo"}`), 400, "invalid_strategy"},
 		{"signup on tenant host", "POST", "acme.localhost", "/api/tenants", true, []byte(`{"slug":"other"}`), 404, "not_found"},
 		{"operator api off", "GET", "localhost", "/api/operator/stats", false, nil, 404, "not_found"},
@@ -133,17 +141,23 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 	tok := s.signup("acme")
 	p := s.tenant("acme", tok).do("POST", "/api/projects", map[string]string{"name": "A"})
 	cases := []struct{ method, host, path, allow string }{
-		{"PUT", "acme.localhost", "/api/projects", "GET, POST"},
-		{"PUT", "localhost", "/t/acme/api/projects", "GET, POST"},
-		{"POST", "acme.localhost", "/api/projects/" + p.str("id"), "GET, PATCH, DELETE"},
-		{"PUT", "localhost", "/t/acme/api/tasks/x", "GET, PATCH, DELETE"},
+		{"PUT", "acme.localhost", "/api/projects", "GET, HEAD, POST"},
+		{"PUT", "localhost", "/t/acme/api/projects", "GET, HEAD, POST"},
+		{"POST", "acme.localhost", "/api/projects/" + p.str("id"), "GET, HEAD, PATCH, DELETE"},
+		{"PUT", "localhost", "/t/acme/api/tasks/x", "GET, HEAD, PATCH, DELETE"},
 		{"GET", "localhost", "/api/tenants", "POST"},
-		{"DELETE", "localhost", "/healthz", "GET"},
+		{"DELETE", "localhost", "/healthz", "GET, HEAD"},
 	}
 	for _, tc := range cases {
 		r := s.do(tc.method, tc.host, tc.path, tok, nil)
 		if r.Status != 405 || r.code() != "method_not_allowed" || r.Header.Get("Allow") != tc.allow {
 			t.Errorf("%s %s%s: %d %q Allow %q, want 405 Allow %q", tc.method, tc.host, tc.path, r.Status, r.code(), r.Header.Get("Allow"), tc.allow)
+		}
+	}
+	// HEAD answers as GET, without a body.
+	for _, tc := range []struct{ host, path string }{{"localhost", "/healthz"}, {"acme.localhost", "/api/projects"}, {"localhost", "/t/acme/api/projects/" + p.str("id")}} {
+		if r := s.do("HEAD", tc.host, tc.path, tok, nil); r.Status != 200 || len(r.Raw) != 0 {
+			t.Errorf("HEAD %s%s: %d %q", tc.host, tc.path, r.Status, r.Raw)
 		}
 	}
 }

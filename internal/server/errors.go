@@ -80,7 +80,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == silo.EUNAVAILABLE && msg == "Internal error." {
 		msg = "Service unavailable."
 	}
-	writeJSON(w, Status(code), errorBody{errorDetail{Code: code, Message: msg}})
+	status := Status(code)
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// Every 503 is temporary (a move, a restore, a migration, a
+		// replica or PostgreSQL away) and says "retry shortly": say when.
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, errorBody{errorDetail{Code: code, Message: msg}})
 }
 
 // logAttrs describes a failed request for the log: the error, the route,
@@ -117,6 +123,9 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if router.Match(chi.NewRouteContext(), m, path) {
 			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead) // middleware.GetHead
+			}
 		}
 	}
 	if len(allow) > 0 {

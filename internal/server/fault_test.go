@@ -28,6 +28,9 @@ func TestReadOnlyTenantFile(t *testing.T) {
 		r := c.do("POST", "/api/projects", map[string]string{"name": "during" + string(rune('a'+i))})
 		switch {
 		case r.Status == 503 && r.code() == "tenant_unavailable":
+			if r.Header.Get("Retry-After") != "1" {
+				t.Fatalf("503 without Retry-After: %v", r.Header)
+			}
 			refused++
 		case r.Status == 201: // landed in the WAL, which stays writable
 		default:

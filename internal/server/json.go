@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -39,6 +41,9 @@ func DecodeJSON(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return silo.Errorf(silo.EINVALIDJSON, "The body must be valid UTF-8.")
 	}
+	if err := checkKeys(data, v); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -49,6 +54,70 @@ func DecodeJSON(data []byte, v any) error {
 	}
 	return nil
 }
+
+// checkKeys walks the top level of the body: it must be an object (not
+// null), and each key one of v's JSON field names, exactly and once.
+// encoding/json matches names case-insensitively and keeps the last of a
+// repeated key, so a proxy or firewall that reads the first "slug" would see
+// another request than Silo, which stored the last "Slug".
+func checkKeys(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonError(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return silo.Errorf(silo.EINVALIDJSON, "The body must be a JSON object.")
+	}
+	names := fieldNames(reflect.TypeOf(v))
+	seen := make(map[string]bool, len(names))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return jsonError(err)
+		}
+		key, _ := tok.(string) // the decoder only yields strings as keys
+		switch {
+		case !names[key]:
+			return silo.Errorf(silo.EINVALIDJSON, "Unknown field %q.", key)
+		case seen[key]:
+			return silo.Errorf(silo.EINVALIDJSON, "The field %q appears more than once.", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return jsonError(err)
+		}
+	}
+	return nil
+}
+
+// fieldNames are the JSON names of the fields of the struct t points to.
+func fieldNames(t reflect.Type) map[string]bool {
+	if n, ok := fieldNameCache.Load(t); ok {
+		return n.(map[string]bool)
+	}
+	names := map[string]bool{}
+	if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		for f := range t.Elem().Fields() {
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch name {
+			case "-":
+				continue
+			case "":
+				name = f.Name
+			}
+			names[name] = true
+		}
+	}
+	fieldNameCache.Store(t, names)
+	return names
+}
+
+var fieldNameCache sync.Map // reflect.Type → map[string]bool
 
 func jsonError(err error) error {
 	var syn *json.SyntaxError

@@ -111,7 +111,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) common(r chi.Router) {
-	r.Use(middleware.RequestID, s.recoverer)
+	// HEAD on a GET route answers as GET without the body (RFC 9110; load
+	// balancers health-check with it).
+	r.Use(middleware.RequestID, s.recoverer, middleware.GetHead)
 	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
 	r.MethodNotAllowed(s.methodNotAllowed)
 }
@@ -141,7 +143,7 @@ func (s *Server) tenantRouter() chi.Router {
 	r := chi.NewRouter()
 	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
 	r.MethodNotAllowed(s.methodNotAllowed)
-	r.Use(middleware.RequestID, s.recoverer, s.resolveTenant, s.authenticate)
+	r.Use(middleware.RequestID, s.recoverer, middleware.GetHead, s.resolveTenant, s.authenticate)
 	r.Use(s.limitTenantRate(), s.limitTenantInflight())
 	// Flat routes, not r.Route: chi's Match (methodNotAllowed's Allow
 	// header) reports every method as allowed on a mounted router's own path.

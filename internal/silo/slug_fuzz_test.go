@@ -80,3 +80,21 @@ func FuzzValidateSlug(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateNewSlug: a slug taken at signup is a valid slug without
+// hyphens in its 3rd and 4th places (Punycode's xn--, RFC 5891).
+func FuzzValidateNewSlug(f *testing.F) {
+	for _, s := range []string{"acme", "xn--80ak6aa92e", "ab--c", "a--b", "abc--d", "ab-c", "www"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := silo.ValidateNewSlug(s)
+		want := silo.ValidateSlug(s) == nil && !(len(s) >= 4 && s[2:4] == "--")
+		if (err == nil) != want {
+			t.Fatalf("ValidateNewSlug(%q) = %v, want accepted=%v", s, err, want)
+		}
+		if err != nil && silo.ErrorCode(err) != silo.EINVALIDSLUG {
+			t.Fatalf("ValidateNewSlug(%q) = %v, want code %s", s, err, silo.EINVALIDSLUG)
+		}
+	})
+}

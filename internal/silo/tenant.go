@@ -93,6 +93,22 @@ func ValidateSlug(slug string) error {
 	return nil
 }
 
+// ValidateNewSlug is ValidateSlug for a slug being taken (signup), with
+// one more rule: hyphens in the 3rd and 4th places are reserved for
+// encodings (RFC 5891), and "xn--80ak6aa92e" is Punycode that a browser
+// shows as a Cyrillic look-alike of another tenant's name. Requests keep
+// resolving with ValidateSlug, so a tenant that took such a slug before
+// the rule still answers.
+func ValidateNewSlug(slug string) error {
+	if err := ValidateSlug(slug); err != nil {
+		return err
+	}
+	if len(slug) >= 4 && slug[2:4] == "--" {
+		return Errorf(EINVALIDSLUG, "A slug may not have hyphens in its 3rd and 4th places (reserved for encodings such as Punycode's xn--).")
+	}
+	return nil
+}
+
 type ctxKey int
 
 const tenantKey ctxKey = iota

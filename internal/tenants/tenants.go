@@ -64,7 +64,7 @@ type NewTenant struct {
 // commit leaves an orphan file that no request can reach (Sweep removes it);
 // a crash after leaves a whole tenant.
 func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, string, error) {
-	if err := silo.ValidateSlug(nt.Slug); err != nil {
+	if err := silo.ValidateNewSlug(nt.Slug); err != nil {
 		return nil, "", err
 	}
 	name := nt.Name
