@@ -132,7 +132,33 @@ func Open(ctx context.Context, url string, cfg Config) (*Engine, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := e.checkReady(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return e, nil
+}
+
+// checkReady refuses to start on a database that Setup (--postgres-admin)
+// has not prepared for this role: without it the server started, then
+// answered 500 to every signup and request of both placements.
+func (e *Engine) checkReady(ctx context.Context) error {
+	var role string
+	var tables, createSchemas bool
+	err := e.pool.QueryRow(ctx, `
+		SELECT current_user,
+		       to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL
+		         AND has_table_privilege($1, 'SELECT, INSERT, UPDATE, DELETE')
+		         AND has_table_privilege($2, 'SELECT, INSERT, UPDATE, DELETE'),
+		       has_database_privilege(current_database(), 'CREATE')`,
+		e.shared+".projects", e.shared+".tasks").Scan(&role, &tables, &createSchemas)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if !tables || !createSchemas {
+		return fmt.Errorf("postgres: this database is not set up for role %q (the pgshared tables in schema %q, and the right to create tenant schemas): start once with --postgres-admin OWNER_URL, which creates them and grants the role", role, e.sharedName)
+	}
+	return nil
 }
 
 // checkRole refuses a role that Row-Level Security would not bind.

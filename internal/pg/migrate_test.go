@@ -3,6 +3,7 @@ package pg
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -105,5 +106,22 @@ func TestUnreachableIs503(t *testing.T) {
 	}
 	if got := formatError(&pgconn.PgError{Code: "42703"}); silo.ErrorCode(got) != silo.EINTERNAL {
 		t.Fatalf("undefined column: %v, want internal", got)
+	}
+}
+
+// TestOpenRefusesUnpreparedDatabase: without Setup (--postgres-admin) the
+// app role has no pgshared tables; the server used to start and answer 500
+// to everything PostgreSQL. Open says what to do instead.
+func TestOpenRefusesUnpreparedDatabase(t *testing.T) {
+	env := mustEnv(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := Open(ctx, env.appURL, Config{SharedSchema: env.shared + "_never_set_up"})
+	if err == nil {
+		e.Close()
+		t.Fatal("opened a database whose pgshared tables were never set up")
+	}
+	if !strings.Contains(err.Error(), "--postgres-admin") {
+		t.Fatalf("error does not say what to do: %v", err)
 	}
 }
