@@ -146,3 +146,49 @@ func TestMoveForgetsFileStillRegistered(t *testing.T) {
 		t.Fatal("the move removed a file that is still registered for backup")
 	}
 }
+
+// TestMoveIntoFileMarkedBeforeCommit: a crash right after a move into the
+// tenant's own file committed, before the new file was synced, must leave
+// the tenant recorded for the start's backup recovery; otherwise the new
+// file stays out of its backup until its first request.
+func TestMoveIntoFileMarkedBeforeCommit(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}}
+	var dirty sync.Map
+	st, err := tenantdb.Open(context.Background(), tenantdb.Config{
+		Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, Backup: fb,
+		OnBackupState: func(ctx context.Context, id silo.TenantID, registered bool) {
+			if registered {
+				dirty.Store(id, true)
+			} else {
+				dirty.Delete(id)
+			}
+		},
+		MoveHook: func(step string) error {
+			if step == "committed" {
+				return tenantdb.ErrSimulatedCrash
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyShared, Status: silo.TenantActive}
+	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "p"); err != nil {
+		t.Fatal(err)
+	}
+	noop := func(context.Context) error { return nil }
+	_, err = st.Move(ctx, tn, silo.StrategyDatabase, tenantdb.MoveSteps{
+		Journal: noop, Abort: noop, Dropped: noop,
+		Commit: func(context.Context, silo.Strategy) error { return nil },
+	})
+	if !errors.Is(err, tenantdb.ErrSimulatedCrash) {
+		t.Fatalf("move: %v", err)
+	}
+	if _, ok := dirty.Load(silo.TenantID("t1")); !ok {
+		t.Fatal("a move into the file crashed after its commit and the tenant is not recorded for the start's backup recovery")
+	}
+}

@@ -149,6 +149,14 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 	if err := hook("verified"); err != nil {
 		return st, err
 	}
+	if to == silo.StrategyDatabase && s.cfg.Backup != nil && s.cfg.OnBackupState != nil {
+		// Recorded before the commit: a crash between the commit and the
+		// sync below would leave the new file out of its backup until
+		// its first request; recorded, the next start syncs it first. (A
+		// commit that fails leaves the mark: the start finds no file and
+		// moves on.)
+		s.cfg.OnBackupState(ctx, t.ID, true)
+	}
 	if err := steps.Commit(ctx, from); err != nil {
 		return st, fmt.Errorf("commit: %w", err)
 	}
