@@ -28,6 +28,18 @@ func (e *Engine) Prepare(ctx context.Context, id silo.TenantID, p silo.Strategy)
 	return nil
 }
 
+// Size estimates the bytes of a tenant's rows in placement p, as
+// tenantdb's Store.Size does for shared.db.
+func (e *Engine) Size(ctx context.Context, id silo.TenantID, p silo.Strategy) (int64, error) {
+	var n int64
+	err := e.withScope(scoped(ctx, id, p), func(sc *scope) error {
+		row, err := sc.q.TenantSize(ctx, sc.tenantID)
+		n = row.Bytes
+		return err
+	})
+	return n, err
+}
+
 // Drop is DropTenant.
 func (e *Engine) Drop(ctx context.Context, id silo.TenantID, p silo.Strategy) error {
 	return e.DropTenant(ctx, id, p)

@@ -163,3 +163,33 @@ func TestHostileIDsInEveryPlacement(t *testing.T) {
 		})
 	}
 }
+
+// TestOperatorListSizes: the operator's tenant list gives each tenant's
+// size in every placement (PostgreSQL's were always 0).
+func TestOperatorListSizes(t *testing.T) {
+	for _, p := range placements(t) {
+		t.Run(p, func(t *testing.T) {
+			s := newStack(t, stackOpts{postgres: p == "schema" || p == "pgshared", operatorToken: "op"})
+			c := s.tenant("acme", s.signupAs("acme", p))
+			sizeOf := func() float64 {
+				r := s.do("GET", "localhost", "/api/operator/tenants", "op", nil)
+				for _, x := range r.Body["tenants"].([]any) {
+					if m := x.(map[string]any); m["slug"] == "acme" {
+						return m["size_bytes"].(float64)
+					}
+				}
+				t.Fatalf("acme not listed: %s", r.Raw)
+				return 0
+			}
+			before := sizeOf()
+			for i := range 20 {
+				if r := c.do("POST", "/api/projects", map[string]string{"name": strings.Repeat("x", 100) + string(rune('a'+i))}); r.Status != 201 {
+					t.Fatal(r.Raw)
+				}
+			}
+			if after := sizeOf(); after <= before || after < 2000 {
+				t.Fatalf("size %v after 20 projects of 100+ bytes (before %v)", after, before)
+			}
+		})
+	}
+}

@@ -256,6 +256,7 @@ type External interface {
 	Drop(ctx context.Context, id silo.TenantID, p silo.Strategy) error
 	ReadRows(ctx context.Context, id silo.TenantID, p silo.Strategy) ([]tenantsql.Project, []tenantsql.Task, error)
 	WriteRows(ctx context.Context, id silo.TenantID, p silo.Strategy, ps []tenantsql.Project, ts []tenantsql.Task) error
+	Size(ctx context.Context, id silo.TenantID, p silo.Strategy) (int64, error)
 }
 
 // SetExternal connects the PostgreSQL placements, for moves.
@@ -483,6 +484,18 @@ func (s *Store) cleanupSchemas(ctx context.Context, tenants []*silo.Tenant) erro
 // Size estimates the bytes a tenant's data takes: its file (with WAL), or
 // its rows in the shared file.
 func (s *Store) Size(ctx context.Context, t *silo.Tenant) (int64, error) {
+	if p := s.placement(t); p.Postgres() {
+		if s.external == nil {
+			return 0, nil // not connected: unknown (the list still shows the tenant)
+		}
+		n, err := s.external.Size(ctx, t.ID, p)
+		if err != nil {
+			// PostgreSQL away: the list of every tenant must not fail for it.
+			s.log.Warn("size of a tenant in PostgreSQL", "tenant", t.ID, "err", err)
+			return 0, nil
+		}
+		return n, nil
+	}
 	if s.placement(t) == silo.StrategyShared {
 		row, err := tenantsql.New(s.shared).TenantSize(ctx, string(t.ID))
 		return row.Bytes, err
