@@ -157,6 +157,9 @@ func TestCompare(t *testing.T) {
 	if all := c.Scenarios[1]; all.Cache.Evictions != 0 || all.Tenants != 20 {
 		t.Errorf("all cached: %+v", all.Cache)
 	}
+	if under := c.Scenarios[2]; under.MaxOpenTenants >= under.Tenants || under.Cache.Evictions == 0 {
+		t.Errorf("cache < working set: %d slots for %d tenants, %d evictions", under.MaxOpenTenants, under.Tenants, under.Cache.Evictions)
+	}
 	if len(c.WriteScaling) != 2 {
 		t.Fatalf("write scaling: %+v", c.WriteScaling)
 	}
@@ -235,5 +238,22 @@ func TestRunTarget(t *testing.T) {
 	cfg.Tenants = 50
 	if _, err := bench.RunTarget(ctx, srv.URL, dir, cfg, nil); err == nil || !strings.Contains(err.Error(), "provision them first") {
 		t.Fatalf("RunTarget with too few tenants: %v", err)
+	}
+}
+
+// TestCompareSmallFleet: with fewer tenants than --max-open-tenants, the
+// "cache < working set" scenario still has a cache smaller than the fleet
+// (it was labelled so while every tenant fit).
+func TestCompareSmallFleet(t *testing.T) {
+	cfg := bench.CompareConfig{Config: small()}
+	cfg.MaxOpenTenants = 50
+	cfg.Duration, cfg.Mix = 200*time.Millisecond, bench.MixRead
+	c, err := bench.Compare(context.Background(), open, t.TempDir(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	under := c.Scenarios[2]
+	if under.MaxOpenTenants != 2 || under.Tenants != 20 || under.Cache.Evictions == 0 || !strings.Contains(under.Scenario, "cache 2 <") {
+		t.Fatalf("cache < working set with 20 tenants and 50 slots: %q, %d slots, %d evictions", under.Scenario, under.MaxOpenTenants, under.Cache.Evictions)
 	}
 }

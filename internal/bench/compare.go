@@ -103,10 +103,16 @@ func Compare(ctx context.Context, open Opener, dir string, cfg CompareConfig) (*
 	if fit < n {
 		fitName = fmt.Sprintf("all cached (%d: fd limit)", fit)
 	}
+	// The cache-smaller-than-the-fleet scenario needs a cache smaller than
+	// the fleet: with a small --tenants, a tenth of it.
+	small := cfg.MaxOpenTenants
+	if small >= n {
+		small = max(1, n/10)
+	}
 	scenarios := []scenario{
 		{"ceiling: one tenant", db[:1], cfg.MaxOpenTenants, silo.StrategyDatabase},
 		{fitName, db[:fit], fit + 64, silo.StrategyDatabase},
-		{fmt.Sprintf("cache %d < working set", cfg.MaxOpenTenants), db, cfg.MaxOpenTenants, silo.StrategyDatabase},
+		{fmt.Sprintf("cache %d < working set", small), db, small, silo.StrategyDatabase},
 		{"shared placement", shared, cfg.MaxOpenTenants, silo.StrategyShared},
 	}
 	if cfg.PGTenants > 0 {
