@@ -723,3 +723,55 @@ dbs:
 	t.Cleanup(func() { r.Close(ctx) })
 	return r, dataDir
 }
+
+// TestForgetDuringOutage: a file whose final sync fails stays registered;
+// Forget, for a file about to be removed, unregisters it anyway, within
+// its context's bound, and a new file at the same path registers afresh.
+func TestForgetDuringOutage(t *testing.T) {
+	ctx := context.Background()
+	env := mustOpenReplicator(t)
+	path := env.tenantPath("gone.db")
+	mustCreate(t, path)
+	if err := env.r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app := mustOpenApp(t, path)
+	mustExec(t, app, `INSERT INTO items (v) VALUES ('x')`)
+	app.Close()
+	replica := filepath.Join(env.dataDir, "replica", "tenants", "gone.db")
+	if err := os.RemoveAll(replica); err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, replica) // the replica's directory is a file: uploads fail
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := env.r.Unregister(fctx, path); err == nil || !env.r.Registered(path) {
+		t.Fatalf("Unregister during the outage: %v, registered %v", err, env.r.Registered(path))
+	}
+	start := time.Now()
+	fctx2, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel2()
+	env.r.Forget(fctx2, path) // may report the lost upload
+	if env.r.Registered(path) {
+		t.Fatal("still registered after Forget")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("Forget took %s", d)
+	}
+	if err := env.r.Forget(ctx, path); err != nil {
+		t.Fatalf("Forget of a path not registered: %v", err)
+	}
+	// The file goes; a new one at the same path (a move back) registers.
+	os.Remove(replica)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Remove(p)
+	}
+	os.RemoveAll(filepath.Join(filepath.Dir(path), ".gone.db-litestream"))
+	mustCreate(t, path)
+	if err := env.r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.r.Unregister(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -230,29 +230,19 @@ func (r *Replicator) Register(ctx context.Context, path string) error {
 // closed meanwhile or Register it again before reopening (a no-op).
 // Unregistering a path that is not registered does nothing.
 func (r *Replicator) Unregister(ctx context.Context, path string) error {
-	_, abs, err := r.cfg.Lookup(path)
-	if err != nil {
-		return err
-	}
-	e := r.entry(abs)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ldb == nil {
+	return r.withRegistered(path, func(e *entry, abs string) error {
+		if _, err := r.store.SyncDB(ctx, abs, true); err != nil {
+			return fmt.Errorf("replication: final sync of %s: %w", abs, err)
+		}
+		// UnregisterDB syncs once more (nothing new: the app is closed),
+		// releases Litestream's read lock and closes its connections. The
+		// last one to close checkpoints the WAL and, thanks to PERSIST_WAL,
+		// keeps it.
+		if err := r.drop(ctx, e, abs); err != nil {
+			return fmt.Errorf("replication: unregister %s: %w", abs, err)
+		}
 		return nil
-	}
-	if _, err := r.store.SyncDB(ctx, abs, true); err != nil {
-		return fmt.Errorf("replication: final sync of %s: %w", abs, err)
-	}
-	// UnregisterDB syncs once more (nothing new: the app is closed), releases
-	// Litestream's read lock and closes its connections. The last one to
-	// close checkpoints the WAL and, thanks to PERSIST_WAL, keeps it.
-	err = r.store.UnregisterDB(ctx, abs)
-	e.ldb = nil
-	persistWALRemove(abs)
-	if err != nil {
-		return fmt.Errorf("replication: unregister %s: %w", abs, err)
-	}
-	return nil
+	})
 }
 
 // Forget stops replicating path without waiting for its replica: for a file
@@ -261,6 +251,16 @@ func (r *Replicator) Unregister(ctx context.Context, path string) error {
 // read lock even if its final upload fails; ctx bounds that upload.
 // Forgetting a path that is not registered does nothing.
 func (r *Replicator) Forget(ctx context.Context, path string) error {
+	return r.withRegistered(path, func(e *entry, abs string) error {
+		if err := r.drop(ctx, e, abs); err != nil {
+			return fmt.Errorf("replication: forget %s (its last changes may not be in the replica): %w", abs, err)
+		}
+		return nil
+	})
+}
+
+// withRegistered runs fn with path's entry locked, if path is registered.
+func (r *Replicator) withRegistered(path string, fn func(e *entry, abs string) error) error {
 	_, abs, err := r.cfg.Lookup(path)
 	if err != nil {
 		return err
@@ -271,13 +271,16 @@ func (r *Replicator) Forget(ctx context.Context, path string) error {
 	if e.ldb == nil {
 		return nil
 	}
-	err = r.store.UnregisterDB(ctx, abs)
+	return fn(e, abs)
+}
+
+// drop unregisters e's database from Litestream's store, which closes it
+// whatever the error; e is then unregistered either way.
+func (r *Replicator) drop(ctx context.Context, e *entry, abs string) error {
+	err := r.store.UnregisterDB(ctx, abs)
 	e.ldb = nil
 	persistWALRemove(abs)
-	if err != nil {
-		return fmt.Errorf("replication: forget %s (its last changes may not be in the replica): %w", abs, err)
-	}
-	return nil
+	return err
 }
 
 // Registered reports whether path is registered.
