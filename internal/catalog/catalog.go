@@ -188,13 +188,13 @@ func (c *Catalog) DeleteTenant(ctx context.Context, id silo.TenantID) error {
 	return err
 }
 
-// ClaimPurge marks a deleted tenant as being purged, and reports whether it
-// was still deleted (or already being purged). From then on Undelete
+// ClaimPurge marks a tenant deleted before cutoff as being purged, and
+// reports whether it still was (or was already being purged). From then on Undelete
 // refuses it, so its backup can be dropped: an undelete running in another
 // process either flipped the tenant back first, and the claim fails, or
 // finds it claimed and gives up.
-func (c *Catalog) ClaimPurge(ctx context.Context, id silo.TenantID) (bool, error) {
-	n, err := c.wq.ClaimPurge(ctx, catalogsql.ClaimPurgeParams{UpdatedAt: c.now().UnixMilli(), ID: string(id)})
+func (c *Catalog) ClaimPurge(ctx context.Context, id silo.TenantID, cutoff time.Time) (bool, error) {
+	n, err := c.wq.ClaimPurge(ctx, catalogsql.ClaimPurgeParams{UpdatedAt: c.now().UnixMilli(), ID: string(id), Cutoff: sqlNullInt(cutoff.UnixMilli())})
 	return n > 0, err
 }
 

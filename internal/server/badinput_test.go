@@ -154,6 +154,18 @@ func TestMethodNotAllowedAllow(t *testing.T) {
 			t.Errorf("%s %s%s: %d %q Allow %q, want 405 Allow %q", tc.method, tc.host, tc.path, r.Status, r.code(), r.Header.Get("Allow"), tc.allow)
 		}
 	}
+	// A trailing slash names the same route (a 405 too).
+	if r := s.do("GET", "acme.localhost", "/api/projects/", tok, nil); r.Status != 200 {
+		t.Errorf("GET /api/projects/: %d %s", r.Status, r.Raw)
+	}
+	if r := s.do("POST", "localhost", "/t/acme/api/projects/", tok, map[string]string{"name": "B"}); r.Status != 201 {
+		t.Errorf("POST /t/acme/api/projects/: %d %s", r.Status, r.Raw)
+	}
+	for _, tc := range []struct{ host, path string }{{"acme.localhost", "/api/projects/"}, {"localhost", "/t/acme/api/projects/"}} {
+		if r := s.do("PUT", tc.host, tc.path, tok, nil); r.Status != 405 || r.Header.Get("Allow") != "GET, HEAD, POST" {
+			t.Errorf("PUT %s%s: %d Allow %q", tc.host, tc.path, r.Status, r.Header.Get("Allow"))
+		}
+	}
 	// HEAD answers as GET, without a body.
 	for _, tc := range []struct{ host, path string }{{"localhost", "/healthz"}, {"acme.localhost", "/api/projects"}, {"localhost", "/t/acme/api/projects/" + p.str("id")}} {
 		if r := s.do("HEAD", tc.host, tc.path, tok, nil); r.Status != 200 || len(r.Raw) != 0 {

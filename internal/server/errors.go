@@ -119,6 +119,9 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	if path == "" {
 		path = r.URL.Path
 	}
+	if len(path) > 1 {
+		path = strings.TrimSuffix(path, "/") // the tenant routes' StripSlashes
+	}
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if router.Match(chi.NewRouteContext(), m, path) {

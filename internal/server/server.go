@@ -143,7 +143,9 @@ func (s *Server) tenantRouter() chi.Router {
 	r := chi.NewRouter()
 	r.NotFound(s.errorHandler(silo.ENOTFOUND, "No such route."))
 	r.MethodNotAllowed(s.methodNotAllowed)
-	r.Use(middleware.RequestID, s.recoverer, middleware.GetHead, s.resolveTenant, s.authenticate)
+	// StripSlashes: /api/projects/ is /api/projects, as it was when these
+	// routes were a mounted sub-router.
+	r.Use(middleware.RequestID, s.recoverer, middleware.StripSlashes, middleware.GetHead, s.resolveTenant, s.authenticate)
 	r.Use(s.limitTenantRate(), s.limitTenantInflight())
 	// Flat routes, not r.Route: chi's Match (methodNotAllowed's Allow
 	// header) reports every method as allowed on a mounted router's own path.

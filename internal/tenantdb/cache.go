@@ -62,6 +62,7 @@ type Cache struct {
 	holds                map[silo.TenantID]*hold
 	passes               map[silo.TenantID]int // borrowers of tenants with no file of their own (Enter)
 	shut                 bool
+	gaveUp               bool // Close returned with handles still borrowed
 
 	closers  chan struct{} // semaphore bounding background closes
 	wg       sync.WaitGroup
@@ -127,7 +128,9 @@ func NewCache(cfg CacheConfig, open OpenFunc, close CloseFunc) *Cache {
 var ErrClosed = silo.Errorf(silo.EUNAVAILABLE, "The server is shutting down.")
 
 // Acquire borrows tenant id's handle. The caller must call release exactly
-// once, when it no longer uses db.
+// once, when it no longer uses db, and must not borrow the same tenant
+// again meanwhile: if the handle is discarded in between, the second
+// Acquire waits for the first borrow to end (up to HoldWait).
 func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, release func(), err error) {
 	for {
 		c.mu.Lock()
@@ -272,10 +275,11 @@ func (c *Cache) unref(e *entry) {
 	c.mu.Lock()
 	e.refs--
 	if e.refs == 0 && c.entries[e.id] == e {
-		if c.shut {
+		if c.gaveUp {
 			// Close gave up waiting for this borrower and returned: close
 			// the handle here (its pool is no longer waited for), so that
-			// it is still closed, and unregistered from the backup.
+			// it is still closed, and unregistered from the backup. While
+			// Close still waits, its loop closes it on the pool instead.
 			c.takeLocked(e)
 			c.mu.Unlock()
 			_ = c.close(e.id, e.db)
@@ -552,32 +556,41 @@ func (c *Cache) Close(ctx context.Context) error {
 	var err error
 	for {
 		c.mu.Lock()
-		busy := 0
-		for _, l := range []*list.List{&c.probation, &c.protected} {
-			for el := l.Back(); el != nil; {
-				e := el.Value.(*entry)
-				el = el.Prev()
-				if e.refs == 0 && isReady(e) {
-					c.removeLocked(e)
-				} else {
-					busy++
-				}
-			}
+		busy := c.closeIdleLocked()
+		if busy > 0 && ctx.Err() != nil {
+			// Give up on the rest: their borrowers close them as they
+			// release (unref), after this returns.
+			c.gaveUp = true
+			err = errors.Join(ctx.Err(), errors.New("tenantdb: handles still borrowed at shutdown"))
 		}
 		c.mu.Unlock()
-		if busy == 0 {
+		if busy == 0 || err != nil {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			err = errors.Join(ctx.Err(), errors.New("tenantdb: handles still borrowed at shutdown"))
 		case <-time.After(5 * time.Millisecond):
-			continue
 		}
-		break
 	}
 	c.wg.Wait()
 	return err
+}
+
+// closeIdleLocked closes every handle nobody borrows, on the pool, and
+// counts the others.
+func (c *Cache) closeIdleLocked() (busy int) {
+	for _, l := range []*list.List{&c.probation, &c.protected} {
+		for el := l.Back(); el != nil; {
+			e := el.Value.(*entry)
+			el = el.Prev()
+			if e.refs == 0 && isReady(e) {
+				c.removeLocked(e)
+			} else {
+				busy++
+			}
+		}
+	}
+	return busy
 }
 
 // CacheStats is a snapshot of the cache's counters.

@@ -422,3 +422,31 @@ func TestReleaseAfterCloseGaveUp(t *testing.T) {
 		t.Fatal("the handle released after Close gave up was never closed")
 	}
 }
+
+// TestCloseWaitsForLateRelease: a borrower that releases while Close still
+// waits has its handle closed before Close returns (Store.Close then stops
+// the backup, which must come after the handle's final sync).
+func TestCloseWaitsForLateRelease(t *testing.T) {
+	dir := t.TempDir()
+	var closed atomic.Bool
+	c := tenantdb.NewCache(tenantdb.CacheConfig{Capacity: 4}, func(ctx context.Context, id silo.TenantID) (*sql.DB, error) {
+		return sqlite.Open(filepath.Join(dir, string(id)+".db"), sqlite.Options{})
+	}, func(id silo.TenantID, db *sql.DB) error {
+		time.Sleep(300 * time.Millisecond) // a slow final sync
+		closed.Store(true)
+		return db.Close()
+	})
+	_, release, err := c.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, release)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !closed.Load() {
+		t.Fatal("Close returned before the released handle was closed")
+	}
+}

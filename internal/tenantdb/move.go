@@ -488,13 +488,7 @@ func (s *Store) Size(ctx context.Context, t *silo.Tenant) (int64, error) {
 		if s.external == nil {
 			return 0, nil // not connected: unknown (the list still shows the tenant)
 		}
-		n, err := s.external.Size(ctx, t.ID, p)
-		if err != nil {
-			// PostgreSQL away: the list of every tenant must not fail for it.
-			s.log.Warn("size of a tenant in PostgreSQL", "tenant", t.ID, "err", err)
-			return 0, nil
-		}
-		return n, nil
+		return s.external.Size(ctx, t.ID, p)
 	}
 	if s.placement(t) == silo.StrategyShared {
 		row, err := tenantsql.New(s.shared).TenantSize(ctx, string(t.ID))

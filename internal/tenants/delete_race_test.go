@@ -104,11 +104,20 @@ func TestPurgeClaimsBeforeDroppingBackup(t *testing.T) {
 	if err := w.svc.Undelete(ctx, "kept", restore); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := w.catalog.ClaimPurge(ctx, kept.ID); err != nil || ok {
+	if ok, err := w.catalog.ClaimPurge(ctx, kept.ID, time.Now().Add(time.Hour)); err != nil || ok {
 		t.Fatalf("claimed an undeleted tenant for purge: %v %v", ok, err)
 	}
 	if got := fmt.Sprint(w.snapshot(t, "kept")); got != want {
 		t.Fatalf("undeleted tenant: %s, want %s", got, want)
+	}
+	// Deleted again after purge listed it: its retention starts anew.
+	cutoff := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	if err := w.svc.Delete(ctx, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := w.catalog.ClaimPurge(ctx, kept.ID, cutoff); err != nil || ok {
+		t.Fatalf("claimed a tenant deleted again after the cutoff: %v %v", ok, err)
 	}
 	if _, err := w.catalog.Tenant(ctx, early.ID); err == nil {
 		t.Fatal("a purged tenant's row is still there")

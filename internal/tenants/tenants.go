@@ -218,7 +218,7 @@ func (s *Service) Purge(ctx context.Context, cutoff time.Time, dropReplica func(
 		// Claim it first: `silo tenants undelete` may run meanwhile in
 		// another process, and a tenant it brought back must keep its row
 		// and its backup.
-		if ok, err := s.catalog.ClaimPurge(ctx, t.ID); err != nil {
+		if ok, err := s.catalog.ClaimPurge(ctx, t.ID, cutoff); err != nil {
 			return n, err
 		} else if !ok {
 			continue
@@ -296,12 +296,24 @@ func (s *Service) ListWithSizes(ctx context.Context) ([]Info, error) {
 		return nil, err
 	}
 	out := make([]Info, len(ts))
+	pgDown := false
 	for i, t := range ts {
+		out[i] = Info{Tenant: t}
+		gone := t.Status == silo.TenantDeleted || t.Status == silo.TenantPurging
+		if gone || (pgDown && t.Strategy.Postgres()) {
+			continue // no data left; or PostgreSQL is away (size 0)
+		}
 		n, err := s.store.Size(ctx, t)
-		if err != nil {
+		if err != nil && t.Strategy.Postgres() {
+			// The list of every tenant must not fail for PostgreSQL, nor
+			// wait for its connect timeout once per tenant.
+			s.log.Warn("tenant sizes: PostgreSQL unreachable; its tenants show 0", "err", err)
+			pgDown = true
+			continue
+		} else if err != nil {
 			return nil, err
 		}
-		out[i] = Info{Tenant: t, Bytes: n}
+		out[i].Bytes = n
 	}
 	return out, nil
 }

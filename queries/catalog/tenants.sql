@@ -23,9 +23,11 @@ UPDATE tenants SET schema_version = ?, updated_at = ? WHERE id = ?;
 
 -- name: ClaimPurge :execrows
 -- Purge claims a deleted tenant before it drops the tenant's backup; an
--- undelete that has not flipped the status back by then loses the race.
-UPDATE tenants SET status = 'purging', updated_at = ?
-WHERE id = ? AND status IN ('deleted', 'purging');
+-- undelete that has not flipped the status back by then loses the race,
+-- and a tenant undeleted and deleted again since the list is not claimed
+-- (its retention starts anew).
+UPDATE tenants SET status = 'purging', updated_at = @updated_at
+WHERE id = @id AND status IN ('deleted', 'purging') AND deleted_at < @cutoff;
 
 -- name: DeletePurgedTenant :execrows
 DELETE FROM tenants WHERE id = ? AND status = 'purging';

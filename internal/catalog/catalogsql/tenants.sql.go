@@ -11,19 +11,22 @@ import (
 )
 
 const claimPurge = `-- name: ClaimPurge :execrows
-UPDATE tenants SET status = 'purging', updated_at = ?
-WHERE id = ? AND status IN ('deleted', 'purging')
+UPDATE tenants SET status = 'purging', updated_at = ?1
+WHERE id = ?2 AND status IN ('deleted', 'purging') AND deleted_at < ?3
 `
 
 type ClaimPurgeParams struct {
 	UpdatedAt int64
 	ID        string
+	Cutoff    sql.NullInt64
 }
 
 // Purge claims a deleted tenant before it drops the tenant's backup; an
-// undelete that has not flipped the status back by then loses the race.
+// undelete that has not flipped the status back by then loses the race,
+// and a tenant undeleted and deleted again since the list is not claimed
+// (its retention starts anew).
 func (q *Queries) ClaimPurge(ctx context.Context, arg ClaimPurgeParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, claimPurge, arg.UpdatedAt, arg.ID)
+	result, err := q.db.ExecContext(ctx, claimPurge, arg.UpdatedAt, arg.ID, arg.Cutoff)
 	if err != nil {
 		return 0, err
 	}
