@@ -58,6 +58,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return &usageError{"no command"}
 	}
 	cmd, rest := args[0], args[1:]
+	if len(rest) > 0 && (cmd == "tenants" || cmd == "tokens" || cmd == "backup") {
+		switch rest[0] {
+		case "-h", "-help", "--help": // before a subcommand: the overview
+			fmt.Fprint(stderr, usage)
+			return flag.ErrHelp
+		}
+	}
 	switch cmd {
 	case "serve":
 		return runServe(ctx, e, rest)
