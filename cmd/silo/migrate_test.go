@@ -98,6 +98,13 @@ func TestMigrateCommands(t *testing.T) {
 	if _, err := silo("migrate", "--tenants", "m01", "--canary", "5"); exitCode(err) != 2 {
 		t.Fatalf("--tenants with --canary: %v", err)
 	}
+	// A tenant in shared.db is not migrated by name; the error says why.
+	if out, err := silo("tenants", "create", "shx", "--strategy", "shared"); err != nil {
+		t.Fatal(err, out)
+	}
+	if _, err := silo("migrate", "down", "--to", "1", "--tenants", "shx"); err == nil || !strings.Contains(err.Error(), "shx (shared)") {
+		t.Fatalf("migrate of a shared tenant by name: %v", err)
+	}
 	// A mistyped --data is an error, not a new empty fleet.
 	typo := filepath.Join(t.TempDir(), "typo")
 	for _, args := range [][]string{{"migrate"}, {"migrate", "status"}, {"restore", "--all"}} {

@@ -103,8 +103,16 @@ func (f *Fleet) Select(ctx context.Context, slugs []string, canaryPct int) ([]*s
 	}
 	filter := len(want) > 0
 	var out []*silo.Tenant
+	var elsewhere []string // named, active, but not migrated here
 	for _, t := range all {
-		if t.Status != silo.TenantActive || !(t.Strategy == silo.StrategyDatabase || (t.Strategy == silo.StrategySchema && f.schemas != nil)) {
+		if t.Status != silo.TenantActive {
+			continue
+		}
+		if !(t.Strategy == silo.StrategyDatabase || (t.Strategy == silo.StrategySchema && f.schemas != nil)) {
+			if want[t.Slug] {
+				delete(want, t.Slug)
+				elsewhere = append(elsewhere, fmt.Sprintf("%s (%s)", t.Slug, t.Strategy))
+			}
 			continue
 		}
 		if filter && !want[t.Slug] {
@@ -123,6 +131,10 @@ func (f *Fleet) Select(ctx context.Context, slugs []string, canaryPct int) ([]*s
 		}
 		sort.Strings(missing)
 		return nil, silo.Errorf(silo.ETENANTNOTFOUND, "No active tenant(s): %v.", missing)
+	}
+	if len(elsewhere) > 0 {
+		sort.Strings(elsewhere)
+		return nil, silo.Errorf(silo.EINVALID, "Not migrated one by one: %v. Tenants in shared.db or pgshared share their tables, whose schema silo migrates when it starts (pgshared: with --postgres-admin); schema tenants need --postgres.", elsewhere)
 	}
 	return out, nil
 }

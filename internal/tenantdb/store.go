@@ -253,17 +253,23 @@ func (s *Store) remove(ctx context.Context, t *silo.Tenant, sync bool) error {
 	// Read the placement under the hold: a move that finished while this
 	// waited for it has changed it, and its new placement is what to drop.
 	p := s.placement(t)
+	// What can fail for want of the replica or PostgreSQL fails first, with
+	// nothing changed yet (a 503 the caller may undo its own steps for).
 	if sync {
 		if err := s.syncBeforeReplacing(ctx, t.ID, path); err != nil {
 			return err
 		}
+	}
+	if p.Postgres() {
+		if err := s.dropAny(ctx, t.ID, p); err != nil {
+			return err
+		}
+	}
+	if sync {
 		s.setDeleted(t.ID, true)
 	}
 	s.forget(ctx, t.ID, path)
 	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, t.ID))
-	if p.Postgres() {
-		err = errors.Join(err, s.dropAny(ctx, t.ID, p))
-	}
 	// Litestream keeps its local state beside the file, as .<file>-litestream;
 	// remove it even when this process runs without backups (the CLI).
 	return errors.Join(err, os.RemoveAll(localStateDir(path)))

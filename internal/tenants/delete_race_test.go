@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -223,5 +224,41 @@ func TestDeletePostgresTenantWithoutPostgres(t *testing.T) {
 	}
 	if n := (&world{pg: e, catalog: w.catalog, store: w.store, dir: dir}).placedIn(t, slug, silo.StrategySchema); n != 2 {
 		t.Fatalf("%d rows left in the schema, want 2", n)
+	}
+}
+
+// TestDeleteRefusedKeepsTenant: a delete refused because the replica is
+// unreachable (its file could not be synced first) changes nothing: the
+// tenant stays active and served. It used to stay "deleting", answering
+// 404, until a restart finished the delete the caller was told had not
+// happened.
+func TestDeleteRefusedKeepsTenant(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	w, _ := openBackupWorld(t, nil)
+	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "keep"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "keep", 1, 1)
+	// The replica becomes unreachable: its directory is now a file.
+	replica := filepath.Join(w.dir, "replica", "tenants", string(tn.ID)+".db")
+	if err := os.RemoveAll(replica); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(replica, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Delete(ctx, "keep"); silo.ErrorCode(err) != silo.EUNAVAILABLE {
+		t.Fatalf("delete with the replica away: %v, want unavailable", err)
+	}
+	if got, _ := w.catalog.TenantBySlugAnyStatus(ctx, "keep"); got.Status != silo.TenantActive {
+		t.Fatalf("status after the refused delete: %s", got.Status)
+	}
+	if _, err := w.projects.CreateProject(w.ctxFor(t, "keep"), "still here"); err != nil {
+		t.Fatalf("the tenant is not served after the refused delete: %v", err)
+	}
+	if got := len(w.snapshot(t, "keep")); got != 3 {
+		t.Fatalf("%d rows, want 3", got)
 	}
 }

@@ -148,7 +148,17 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	if err := s.catalog.SetStatus(ctx, t.ID, silo.TenantDeleting); err != nil {
 		return err
 	}
-	return s.finishDelete(ctx, t)
+	err = s.finishDelete(ctx, t)
+	if silo.ErrorCode(err) == silo.EUNAVAILABLE && t.Status == silo.TenantActive {
+		// The replica or PostgreSQL is away, and the store changed nothing
+		// (it fails on those before it removes anything): serve the tenant
+		// again, rather than leave it unserved until a restart finishes
+		// a delete the caller was told did not happen.
+		if rerr := s.catalog.SetStatus(context.WithoutCancel(ctx), t.ID, silo.TenantActive); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // dropData removes a tenant's data from wherever it is placed, PostgreSQL
