@@ -87,6 +87,24 @@ func openFakeStore(t *testing.T, fb *fakeBackup, dirty *sync.Map) *tenantdb.Stor
 	return st
 }
 
+// writeTo makes tenant "t1" in placement p (its file, for "database") and
+// writes a project to it, as a request would.
+func writeTo(t *testing.T, st *tenantdb.Store, p silo.Strategy) *silo.Tenant {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if p == silo.StrategyDatabase {
+		if err := st.Provision(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: p, Status: silo.TenantActive}
+	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "acked"); err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
 // TestRegisterFailureStillMarkedDirty: a tenant served while the replica
 // refused its registration takes writes; it must be recorded as needing a
 // sync, or a crash would leave those writes out of the replica for good
@@ -95,15 +113,7 @@ func TestRegisterFailureStillMarkedDirty(t *testing.T) {
 	fb := &fakeBackup{registered: map[string]bool{}, failRegister: true}
 	var dirty sync.Map
 	st := openFakeStore(t, fb, &dirty)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := st.Provision(ctx, "t1"); err != nil {
-		t.Fatal(err)
-	}
-	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
-	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "acked"); err != nil {
-		t.Fatal(err)
-	}
+	writeTo(t, st, silo.StrategyDatabase)
 	if _, ok := dirty.Load(silo.TenantID("t1")); !ok {
 		t.Fatal("a write was acknowledged while the file was not registered, and the tenant was not recorded for crash recovery")
 	}
@@ -120,13 +130,7 @@ func TestMoveForgetsFileStillRegistered(t *testing.T) {
 	st := openFakeStore(t, fb, &dirty)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := st.Provision(ctx, "t1"); err != nil {
-		t.Fatal(err)
-	}
-	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
-	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "p"); err != nil {
-		t.Fatal(err)
-	}
+	tn := writeTo(t, st, silo.StrategyDatabase)
 	path, _ := st.Path("t1")
 	if !fb.isRegistered(path) {
 		t.Fatal("open tenant not registered")
@@ -176,10 +180,7 @@ func TestMoveIntoFileMarkedBeforeCommit(t *testing.T) {
 	t.Cleanup(func() { st.Close(context.Background()) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyShared, Status: silo.TenantActive}
-	if _, err := tenantdb.NewProjectService(st).CreateProject(silo.NewContextWithTenant(ctx, tn), "p"); err != nil {
-		t.Fatal(err)
-	}
+	tn := writeTo(t, st, silo.StrategyShared)
 	noop := func(context.Context) error { return nil }
 	_, err = st.Move(ctx, tn, silo.StrategyDatabase, tenantdb.MoveSteps{
 		Journal: noop, Abort: noop, Dropped: noop,
