@@ -14,8 +14,9 @@ import (
 )
 
 // OpenFunc opens a tenant's file, ready to serve (migrated, registered for
-// backup). CloseFunc releases it; it runs on a background worker, never on a
-// request's path.
+// backup). CloseFunc releases it; it runs on a background worker, not on a
+// request's path, except after a Close that gave up waiting for borrowers:
+// then the last borrower closes the handle as it releases it.
 type (
 	OpenFunc  func(ctx context.Context, id silo.TenantID) (*sql.DB, error)
 	CloseFunc func(id silo.TenantID, db *sql.DB) error
@@ -69,6 +70,7 @@ type Cache struct {
 	stopIdle chan struct{}
 
 	hits, misses, evictions, openErrors atomic.Int64
+	holdWaiters                         atomic.Int64 // requests waiting for a held tenant
 	openLatency                         latency.Histogram
 }
 
@@ -90,6 +92,19 @@ type entry struct {
 type hold struct {
 	code string
 	done chan struct{}
+	// idle is made by Hold while the tenant still has borrowers, and closed
+	// (under mu) when the last one leaves.
+	idle chan struct{}
+}
+
+// notifyIdleLocked wakes a Hold of tenant id waiting for its borrowers. It
+// is called wherever a borrow ends; a spurious call only makes Hold look
+// again.
+func (c *Cache) notifyIdleLocked(id silo.TenantID) {
+	if h := c.holds[id]; h != nil && h.idle != nil {
+		close(h.idle)
+		h.idle = nil
+	}
 }
 
 // NewCache returns a cache that opens with open and closes with close.
@@ -177,6 +192,7 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 		case <-e.ready:
 			if e.err != nil { // failed opens are removed; this one is stale
 				e.refs--
+				c.notifyIdleLocked(id)
 				c.mu.Unlock()
 				continue
 			}
@@ -199,7 +215,9 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 			c.unref(e)
 			return nil, nil, e.err
 		}
-		c.hits.Add(1)
+		// It waited for an open: a miss for this request too, even though
+		// another one paid for the open.
+		c.misses.Add(1)
 		return e.db, c.releaser(e), nil
 	}
 
@@ -224,6 +242,7 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 		c.openErrors.Add(1)
 		c.takeLocked(e)
 		close(e.ready)
+		c.notifyIdleLocked(id)
 		c.mu.Unlock()
 		return nil, nil, err
 	}
@@ -260,6 +279,7 @@ func (c *Cache) Enter(ctx context.Context, id silo.TenantID) (leave func(), err 
 			c.mu.Lock()
 			if c.passes[id]--; c.passes[id] == 0 {
 				delete(c.passes, id)
+				c.notifyIdleLocked(id)
 			}
 			c.mu.Unlock()
 		})
@@ -274,6 +294,9 @@ func (c *Cache) releaser(e *entry) func() {
 func (c *Cache) unref(e *entry) {
 	c.mu.Lock()
 	e.refs--
+	if e.refs == 0 {
+		c.notifyIdleLocked(e.id)
+	}
 	if e.refs == 0 && c.entries[e.id] == e {
 		if c.gaveUp {
 			// Close gave up waiting for this borrower and returned: close
@@ -326,6 +349,8 @@ func (c *Cache) waitGone(ctx context.Context, gone chan struct{}) error {
 }
 
 func (c *Cache) waitHold(ctx context.Context, h *hold) error {
+	c.holdWaiters.Add(1)
+	defer c.holdWaiters.Add(-1)
 	t := time.NewTimer(c.cfg.HoldWait)
 	defer t.Stop()
 	select {
@@ -456,26 +481,22 @@ func (c *Cache) Hold(ctx context.Context, id silo.TenantID, code string) (releas
 		close(h.done)
 	}
 	// Wait for borrowers to finish, then close the handle.
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
 	for {
 		c.mu.Lock()
 		var wait chan struct{}
-		if c.passes[id] > 0 {
-			c.mu.Unlock()
-			select { // requests of a shared-file tenant still running: poll
-			case <-tick.C:
-				continue
-			case <-ctx.Done():
-				release()
-				return nil, ctx.Err()
+		e := c.entries[id]
+		switch {
+		case c.passes[id] > 0 || (e != nil && (e.refs > 0 || !isReady(e))):
+			// Requests still running (or the handle still opening, for
+			// a request that holds a reference): the last one to leave
+			// closes h.idle.
+			if h.idle == nil {
+				h.idle = make(chan struct{})
 			}
-		}
-		if e := c.entries[id]; e != nil {
-			if e.refs == 0 && isReady(e) {
-				wait = c.removeLocked(e)
-			}
-		} else {
+			wait = h.idle
+		case e != nil:
+			wait = c.removeLocked(e)
+		default:
 			wait = c.closing[id]
 			if wait == nil {
 				c.mu.Unlock()
@@ -483,16 +504,6 @@ func (c *Cache) Hold(ctx context.Context, id silo.TenantID, code string) (releas
 			}
 		}
 		c.mu.Unlock()
-		if wait == nil {
-			wait = make(chan struct{}) // still borrowed: poll
-			select {
-			case <-tick.C:
-				continue
-			case <-ctx.Done():
-				release()
-				return nil, ctx.Err()
-			}
-		}
 		select {
 		case <-wait:
 		case <-ctx.Done():
@@ -598,6 +609,7 @@ type CacheStats struct {
 	Capacity       int     `json:"capacity"`
 	OpenHandles    int     `json:"open_handles"`
 	Borrowed       int     `json:"borrowed"`
+	HoldWaiters    int64   `json:"hold_waiters"` // requests waiting for a migration, move, restore or delete
 	Closing        int     `json:"closing"`
 	Hits           int64   `json:"hits"`
 	Misses         int64   `json:"misses"`
@@ -623,6 +635,7 @@ func (c *Cache) Stats() CacheStats {
 		s.HitRatio = float64(s.Hits) / float64(t)
 	}
 	s.Evictions, s.OpenErrors = c.evictions.Load(), c.openErrors.Load()
+	s.HoldWaiters = c.holdWaiters.Load()
 	s.OpenLatencyP50 = ms(c.openLatency.Quantile(0.50))
 	s.OpenLatencyP99 = ms(c.openLatency.Quantile(0.99))
 	return s

@@ -91,8 +91,10 @@ func TestCacheOpensOncePerTenant(t *testing.T) {
 	if n := opens.Load(); n != 1 {
 		t.Fatalf("opened %d times, want 1", n)
 	}
-	if s := c.Stats(); s.Misses != 1 || s.Hits != 19 {
-		t.Fatalf("stats %+v, want 1 miss and 19 hits", s)
+	// A request that waited for another's open counts as a miss (it paid
+	// the open's latency); one that came after it, as a hit.
+	if s := c.Stats(); s.Misses < 1 || s.Hits+s.Misses != 20 {
+		t.Fatalf("stats %+v, want 20 borrows, at least the opener's a miss", s)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"fmt"
 	"time"
@@ -31,15 +32,46 @@ type scope struct {
 // its own file, or the shared file. This is the one path from a request to
 // tenant data, and the scope it hands out is bound to that tenant's id.
 func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
+	return s.with(ctx, false, fn)
+}
+
+// withWrite is withScope for writes that add or change data: with a storage
+// quota set, the write runs on one connection whose max_page_count is the
+// current quota, so a write that would grow the file past it fails
+// (quota_exceeded) and changes nothing, and a raised quota applies to the
+// very next write. SQLite keeps max_page_count at least the file's current
+// size, so a quota lowered below what a tenant already stores would only
+// stop the file growing; such a tenant's writes are refused outright until
+// deletes bring its data (pages in use, free pages not counted) under it.
+func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
+	return s.with(ctx, true, fn)
+}
+
+// withDelete is withScope for writes that only remove data. The quota
+// never refuses them: they are how a tenant over its quota gets back under
+// it (the space they free is reused by later writes).
+func (s *Store) withDelete(ctx context.Context, fn func(sc *scope) error) error {
+	return s.withScope(ctx, fn)
+}
+
+func (s *Store) with(ctx context.Context, write bool, fn func(sc *scope) error) error {
 	t := silo.TenantFromContext(ctx)
 	if t == nil {
 		return silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
 	}
-	db, release, err := s.borrow(ctx, t)
+	db, p, release, err := s.borrow(ctx, t)
 	if err != nil {
 		return err
 	}
 	defer release()
+	// The quota is per tenant file. The placement is the one the request
+	// was admitted to, not one read before: a move into the shared file
+	// that finished while the request waited must not cap shared.db.
+	if limit := s.quota.Load(); write && limit > 0 && p == silo.StrategyDatabase {
+		return s.check(t, underQuota(ctx, db, limit, func(conn *sql.Conn) error {
+			return fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)})
+		}))
+	}
 	return s.check(t, fn(&scope{tenantID: string(t.ID), db: db, q: tenantsql.New(db)}))
 }
 
@@ -56,32 +88,9 @@ func (s *Store) check(t *silo.Tenant, err error) error {
 	return err
 }
 
-// withDelete is withScope for writes that only remove data. The quota
-// never refuses them: they are how a tenant over its quota gets back under
-// it (the space they free is reused by later writes).
-func (s *Store) withDelete(ctx context.Context, fn func(sc *scope) error) error {
-	return s.withScope(ctx, fn)
-}
-
-// withWrite is withScope for writes that add or change data: with a storage
-// quota set, the write runs on one connection whose max_page_count is the
-// current quota, so a write that would grow the file past it fails
-// (quota_exceeded) and changes nothing, and a raised quota applies to the
-// very next write. SQLite keeps max_page_count at least the file's current
-// size, so a quota lowered below what a tenant already stores would only
-// stop the file growing; such a tenant's writes are refused outright until
-// deletes bring its data (pages in use, free pages not counted) under it.
-func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
-	limit := s.quota.Load()
-	t := silo.TenantFromContext(ctx)
-	if limit <= 0 || t == nil || s.placement(t) != silo.StrategyDatabase {
-		return s.withScope(ctx, fn)
-	}
-	db, release, err := s.borrow(ctx, t)
-	if err != nil {
-		return err
-	}
-	defer release()
+// underQuota runs fn on one connection of db capped at limit bytes, and
+// refuses it if the file's live pages are already past the cap.
+func underQuota(ctx context.Context, db *sql.DB, limit int64, fn func(conn *sql.Conn) error) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -91,18 +100,24 @@ func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
 	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count=%d", pages)); err != nil {
 		return err
 	}
-	// Give the pool back a connection without a limit.
-	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA max_page_count=4294967294")
+	// Give the pool back a connection without a limit, or none: a capped
+	// connection left in the pool would refuse a later write of this
+	// tenant under a quota that was since raised or removed.
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA max_page_count=4294967294"); err != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
 	var used int64
 	if err := conn.QueryRowContext(ctx, "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count())").Scan(&used); err != nil {
-		return s.check(t, err)
+		return err
 	}
 	// At the quota exactly (as a write that hit it leaves the file) writes
 	// that fit in place still go through; max_page_count stops growth.
 	if used > pages {
 		return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
 	}
-	return s.check(t, fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)}))
+	return fn(conn)
 }
 
 // pageSize is SQLite's default page size, which tenant files use.
@@ -115,11 +130,12 @@ func (s *Store) SetTenantMaxBytes(n int64) { s.quota.Store(n) }
 // TenantMaxBytes is the current storage quota (0: none).
 func (s *Store) TenantMaxBytes() int64 { return s.quota.Load() }
 
-// borrow admits a request to t's current placement. A move holds the
-// tenant and drains its requests before it changes the placement, so once
-// admitted the placement cannot change under the request; if it changed
-// while the request waited, the request goes to the new one.
-func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), error) {
+// borrow admits a request to t's current placement, which it returns. A
+// move holds the tenant and drains its requests before it changes the
+// placement, so once admitted the placement cannot change under the
+// request; if it changed while the request waited, the request goes to the
+// new one.
+func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, silo.Strategy, func(), error) {
 	for {
 		p := s.placement(t)
 		var db *sql.DB
@@ -144,7 +160,7 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), er
 			db = s.shared
 			release, err = s.cache.Enter(ctx, t.ID)
 		default:
-			return nil, nil, fmt.Errorf("tenant %s: unknown placement %q", t.ID, p)
+			return nil, "", nil, fmt.Errorf("tenant %s: unknown placement %q", t.ID, p)
 		}
 		if s.placement(t) != p {
 			// A move changed the placement while this request waited for
@@ -155,16 +171,16 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, func(), er
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		if s.isDeleted(t) {
 			// Resolved before a delete that finished while it waited: its
 			// file is gone, but the shared file and PostgreSQL would take
 			// its writes, rows that nothing would ever remove.
 			release()
-			return nil, nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+			return nil, "", nil, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
 		}
-		return db, release, nil
+		return db, p, release, nil
 	}
 }
 
