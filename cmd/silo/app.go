@@ -98,8 +98,14 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	if !strategy.Valid() {
 		return nil, &usageError{fmt.Sprintf("--default-strategy: unknown strategy %q", c.DefaultStrategy)}
 	}
+	if strategy.Postgres() && c.Postgres == "" {
+		return nil, &usageError{fmt.Sprintf("--default-strategy %s needs --postgres", strategy)}
+	}
 	if c.MaxOpenTenants < 1 {
 		return nil, &usageError{"--max-open-tenants must be at least 1"}
+	}
+	if c.TenantMaxBytes < 0 {
+		return nil, &usageError{"--tenant-max-bytes must not be negative"}
 	}
 	if c.Report {
 		if err := requireDataDir(c.Data); err != nil {
@@ -180,9 +186,6 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		closeBackup(ctx, rep, catPath)
 		return nil, err
 	}
-	if c.TenantMaxBytes < 0 {
-		return nil, &usageError{"--tenant-max-bytes must not be negative"}
-	}
 	store.SetTenantMaxBytes(c.TenantMaxBytes)
 	a := &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), backup: rep, log: log}
 	if c.Postgres != "" {
@@ -192,9 +195,6 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		}
 		a.tenants.SetPostgres(a.pg)
 		a.store.SetExternal(a.pg)
-	} else if strategy.Postgres() {
-		a.Close(ctx)
-		return nil, &usageError{fmt.Sprintf("--default-strategy %s needs --postgres", strategy)}
 	}
 	return a, nil
 }

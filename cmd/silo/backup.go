@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/silohq/silo/internal/catalog/catalogsql"
 	"github.com/silohq/silo/internal/replication"
 	"github.com/silohq/silo/internal/sqlite"
 )
@@ -100,7 +101,7 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 		if err := replication.RemoveLocalState(dbc.Path); err != nil {
 			return err
 		}
-		if err := rep.Restore(ctx, dbc.Path, dbc.Path, timeZero, 0); err != nil {
+		if err := rep.Restore(ctx, dbc.Path, dbc.Path, time.Time{}, 0); err != nil {
 			return fmt.Errorf("backup: restore missing %s from its replica: %w", dbc.Path, err)
 		}
 		log.Info("backup: restored a missing file from its replica", "file", dbc.Path, "txid", st.TXID)
@@ -131,12 +132,11 @@ func sharedTenants(ctx context.Context, path string) (int, error) {
 		return 0, err
 	}
 	defer db.Close()
-	var n int
-	err = db.QueryRowContext(ctx, "SELECT count(*) FROM tenants WHERE strategy = 'shared' AND status <> 'deleted'").Scan(&n)
+	n, err := catalogsql.New(db).CountSharedTenants(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("backup: read the catalog: %w", err)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // recoverMissingStandalone is recoverMissing for commands that run without
@@ -174,8 +174,6 @@ func closeBackup(ctx context.Context, rep *replication.Replicator, catPath strin
 	}
 	return errors.Join(err, rep.Close(ctx))
 }
-
-var timeZero time.Time
 
 // syncCatalogIfStopped is for commands that write the catalog without the
 // embedded Litestream (tokens, tenants create and undelete, migrate). With a

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/silohq/silo/internal/server"
@@ -87,6 +88,14 @@ func runServe(ctx context.Context, e env, args []string) error {
 			log.Error("close", "err", err)
 		}
 	}()
+	// Background work stops and is waited for before a.Close (deferred
+	// above, so run after this) closes what it uses.
+	var bg sync.WaitGroup
+	bgctx, stopBG := context.WithCancel(ctx)
+	defer func() {
+		stopBG()
+		bg.Wait()
+	}()
 	if err := a.tenants.Sweep(ctx); err != nil {
 		log.Error("startup sweep", "err", err)
 	}
@@ -112,9 +121,9 @@ func runServe(ctx context.Context, e env, args []string) error {
 				}
 			}
 		}
-		go a.backup.RunMaintenance(ctx, time.Minute)
+		bg.Go(func() { a.backup.RunMaintenance(bgctx, time.Minute) })
 	}
-	go purgeLoop(ctx, a, c.DeletedRetention)
+	bg.Go(func() { purgeLoop(bgctx, a, c.DeletedRetention) })
 
 	handler := a.handler(server.Config{
 		BaseDomain:        c.BaseDomain,

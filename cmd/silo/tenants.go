@@ -14,7 +14,7 @@ import (
 
 func runTenants(ctx context.Context, e env, args []string) error {
 	if len(args) == 0 {
-		return &usageError{"tenants: want create, list, delete or move"}
+		return &usageError{"tenants: want create, list, delete, undelete or move"}
 	}
 	sub, args := args[0], args[1:]
 	var c Config

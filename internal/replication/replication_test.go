@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"database/sql"
+	"github.com/silohq/silo/internal/silo"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -259,8 +260,13 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(env.dataDir, "tenants", ".acme.db-litestream")); !os.IsNotExist(err) {
 		t.Fatalf("local state left: %v", err)
 	}
-	if err := env.r.Restore(ctx, "acme.db", filepath.Join(t.TempDir(), "gone.db"), time.Time{}, 0); err == nil {
-		t.Fatal("restore after DeleteReplica succeeded")
+	// Nothing left to restore: "not found", not the replica's failure; a
+	// point in time of it is a point the backup does not hold.
+	if err := env.r.Restore(ctx, "acme.db", filepath.Join(t.TempDir(), "gone.db"), time.Time{}, 0); silo.ErrorCode(err) != silo.ENOTFOUND {
+		t.Fatalf("restore after DeleteReplica: %v (want not_found)", err)
+	}
+	if err := env.r.Restore(ctx, "acme.db", filepath.Join(t.TempDir(), "gone.db"), time.Now(), 0); silo.ErrorCode(err) != silo.EINVALID {
+		t.Fatalf("restore of a time after DeleteReplica: %v (want invalid)", err)
 	}
 }
 
@@ -646,8 +652,7 @@ snapshot: {interval: 1h, retention: 24h}
 		return len(ents)
 	}
 	skips := func() int {
-		e := r.entry(path)
-		e.mu.Lock()
+		e := r.lock(path)
 		defer e.mu.Unlock()
 		return e.skips
 	}
@@ -773,5 +778,72 @@ func TestForgetDuringOutage(t *testing.T) {
 	}
 	if err := env.r.Unregister(ctx, path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMaintainAllForgetsUnusedFiles: what the Replicator remembers of a
+// file that is no longer registered (which maintenance steps are done until
+// their next boundary) is dropped once every boundary has passed, so its
+// memory and MaintainAll's walk follow the recently used tenants, not every
+// tenant ever opened. A file registered again afterwards works as before.
+func TestMaintainAllForgetsUnusedFiles(t *testing.T) {
+	ctx := context.Background()
+	r, dataDir := openTenantReplicator(t, `
+levels: [{interval: 2s}]
+snapshot: {interval: 1h, retention: 24h}
+`)
+	path := filepath.Join(dataDir, "tenants", "f.db")
+	mustCreate(t, path)
+	if err := r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app := mustOpenApp(t, path)
+	mustExec(t, app, `INSERT INTO items (v) VALUES (1)`)
+	if _, err := r.Sync(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Maintain(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app.Close()
+	if err := r.Unregister(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	known := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		_, ok := r.dbs[path]
+		return ok
+	}
+	old := r.lock(path)
+	old.mu.Unlock()
+	if err := r.maintainAll(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !known() {
+		t.Fatal("forgot a file whose maintenance marks still save work")
+	}
+	if err := r.maintainAll(ctx, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if known() {
+		t.Fatal("still remembers a file unused past every boundary")
+	}
+	old.mu.Lock()
+	pruned := old.pruned
+	old.mu.Unlock()
+	if !pruned {
+		t.Fatal("the forgotten entry is not marked pruned: a waiter could use it beside a new one")
+	}
+	// Registered again: a new entry, replicating as before.
+	if err := r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app = mustOpenApp(t, path)
+	defer app.Close()
+	mustExec(t, app, `INSERT INTO items (v) VALUES (2)`)
+	txid, err := r.Sync(ctx, path)
+	if err != nil || txid == 0 || !r.Registered(path) {
+		t.Fatalf("after re-registering: txid %d, %v, registered %v", txid, err, r.Registered(path))
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -64,8 +65,11 @@ type Replicator struct {
 	store   *litestream.Store
 	clients clients
 
+	// mu guards dbs. Lock order: an entry's mu may be held while taking
+	// mu, never the reverse (TryLock only), so a slow Register or final
+	// sync of one file never blocks the lookup of another.
 	mu  sync.Mutex
-	dbs map[string]*entry // by absolute path
+	dbs map[string]*entry // by absolute path; unused entries are pruned
 }
 
 // entry serialises the lifecycle of one file: Register, Maintain and
@@ -82,6 +86,9 @@ type entry struct {
 	// interval cost 14 % of the CPU in such checks with a churning cache.
 	done  map[int]time.Time
 	skips int // steps skipped that way (tests read it)
+	// pruned: taken out of Replicator.dbs (not registered, nothing left
+	// to remember); whoever locks it afterwards looks the path up again.
+	pruned bool
 }
 
 // Keys of entry.done for the retention steps, beside the level numbers.
@@ -131,8 +138,9 @@ func (r *Replicator) Open(ctx context.Context) error {
 func (r *Replicator) Close(ctx context.Context) error {
 	err := r.store.Close(ctx)
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for path, e := range r.dbs {
+	dbs := maps.Clone(r.dbs)
+	r.mu.Unlock()
+	for path, e := range dbs {
 		e.mu.Lock()
 		if e.ldb != nil {
 			e.ldb = nil
@@ -143,15 +151,54 @@ func (r *Replicator) Close(ctx context.Context) error {
 	return err
 }
 
-func (r *Replicator) entry(path string) *entry {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.dbs[path]
-	if e == nil {
-		e = &entry{}
-		r.dbs[path] = e
+// lock returns path's entry, locked: the one entry that serialises the
+// file's lifecycle.
+func (r *Replicator) lock(path string) *entry {
+	for {
+		r.mu.Lock()
+		e := r.dbs[path]
+		if e == nil {
+			e = &entry{}
+			r.dbs[path] = e
+		}
+		r.mu.Unlock()
+		e.mu.Lock()
+		if !e.pruned {
+			return e
+		}
+		e.mu.Unlock() // pruned while this waited: look it up again
 	}
-	return e
+}
+
+// prunable reports whether e, not registered, remembers nothing that
+// maintain could still use: each step's mark is for a boundary that has
+// passed, so the step would be due anyway. Keeping such entries would make
+// memory, and MaintainAll's walk, grow with every tenant ever opened rather
+// than with the recently used ones. e.mu is held.
+func (r *Replicator) prunable(e *entry, now time.Time) bool {
+	if e.ldb != nil {
+		return false
+	}
+	l1 := now
+	if len(r.cfg.Levels) > 1 {
+		l1 = r.cfg.Levels[1].PrevCompactionAt(now)
+	}
+	for step, b := range e.done {
+		cur := l1
+		switch step {
+		case doneSnapshotRetention, doneL0Retention:
+		case r.store.SnapshotLevel().Level:
+			cur = r.store.SnapshotLevel().PrevCompactionAt(now)
+		default:
+			if step >= 0 && step < len(r.cfg.Levels) {
+				cur = r.cfg.Levels[step].PrevCompactionAt(now)
+			}
+		}
+		if b.Equal(cur) {
+			return false
+		}
+	}
+	return true
 }
 
 // Register starts replicating the database file at path, which must exist
@@ -171,8 +218,7 @@ func (r *Replicator) Register(ctx context.Context, path string) error {
 		return fmt.Errorf("replication: register %s: %w", abs, err)
 	}
 
-	e := r.entry(abs)
-	e.mu.Lock()
+	e := r.lock(abs)
 	defer e.mu.Unlock()
 	if e.ldb != nil {
 		return nil
@@ -211,8 +257,11 @@ func (r *Replicator) Register(ctx context.Context, path string) error {
 	// transient error here right after RegisterDB; retry once.
 	_, err = r.store.SyncDB(ctx, abs, false)
 	if err != nil && ctx.Err() == nil {
-		time.Sleep(50 * time.Millisecond)
-		_, err = r.store.SyncDB(ctx, abs, false)
+		select {
+		case <-time.After(50 * time.Millisecond):
+			_, err = r.store.SyncDB(ctx, abs, false)
+		case <-ctx.Done():
+		}
 	}
 	if err != nil {
 		_ = r.store.UnregisterDB(context.WithoutCancel(ctx), abs)
@@ -265,8 +314,7 @@ func (r *Replicator) withRegistered(path string, fn func(e *entry, abs string) e
 	if err != nil {
 		return err
 	}
-	e := r.entry(abs)
-	e.mu.Lock()
+	e := r.lock(abs)
 	defer e.mu.Unlock()
 	if e.ldb == nil {
 		return nil
@@ -289,8 +337,7 @@ func (r *Replicator) Registered(path string) bool {
 	if err != nil {
 		return false
 	}
-	e := r.entry(abs)
-	e.mu.Lock()
+	e := r.lock(abs)
 	defer e.mu.Unlock()
 	return e.ldb != nil
 }
@@ -324,8 +371,7 @@ func (r *Replicator) Maintain(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	e := r.entry(abs)
-	e.mu.Lock()
+	e := r.lock(abs)
 	defer e.mu.Unlock()
 	if e.ldb == nil {
 		return nil
@@ -397,12 +443,29 @@ func (r *Replicator) maintain(ctx context.Context, e *entry) error {
 }
 
 // MaintainAll runs Maintain for every registered file and returns the errors
-// joined. Files unregistered meanwhile are skipped.
+// joined. Files unregistered meanwhile are skipped. It also forgets what it
+// remembered of files no longer registered, once that no longer saves work.
 func (r *Replicator) MaintainAll(ctx context.Context) error {
+	return r.maintainAll(ctx, time.Now())
+}
+
+// maintainAll is MaintainAll, deciding what to forget as of now.
+func (r *Replicator) maintainAll(ctx context.Context, now time.Time) error {
 	r.mu.Lock()
 	paths := make([]string, 0, len(r.dbs))
-	for p := range r.dbs {
-		paths = append(paths, p)
+	for p, e := range r.dbs {
+		if !e.mu.TryLock() {
+			paths = append(paths, p) // busy: Maintain waits for it
+			continue
+		}
+		switch {
+		case e.ldb != nil:
+			paths = append(paths, p)
+		case r.prunable(e, now):
+			e.pruned = true
+			delete(r.dbs, p)
+		}
+		e.mu.Unlock()
 	}
 	r.mu.Unlock()
 	var errs []error

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,9 +67,12 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
 	rep := litestream.NewReplicaWithClient(nil, client)
 	if err := rep.Restore(ctx, opt); err != nil {
-		if strings.Contains(err.Error(), "transaction not available") {
-			// Litestream's wording for a point (txid or time) that no
-			// file of the replica covers; the replica itself is fine.
+		if errors.Is(err, litestream.ErrTxNotAvailable) || errors.Is(err, litestream.ErrNoSnapshots) {
+			// No file of the replica covers the point asked for; for
+			// "the latest", the replica has no file at all.
+			if at.IsZero() && txid == 0 {
+				return silo.Errorf(silo.ENOTFOUND, "There is no backup of %s to restore.", name)
+			}
 			return silo.Errorf(silo.EINVALID, "The backup of %s holds no state at that point (transaction or time); `silo backup status` shows its newest transaction.", name)
 		}
 		return fmt.Errorf("replication: restore %s: %w", name, err)

@@ -69,6 +69,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The client went away; nobody will read the answer.
 		code = silo.EUNAVAILABLE
 	case code == silo.EINTERNAL && errors.Is(err, context.DeadlineExceeded):
+		// Our own bounds (an open, a final sync, PostgreSQL) or the
+		// request's: the client may retry, but operators need to see it.
+		s.log.Warn("request timed out", logAttrs(r, err)...)
 		err = silo.Errorf(silo.EUNAVAILABLE, "The request timed out.")
 		code = silo.EUNAVAILABLE
 	case code == silo.EINTERNAL:

@@ -175,7 +175,7 @@ func (m *Migrator) ExpectedHash(ctx context.Context, dir string, version int64) 
 	if err != nil {
 		return "", err
 	}
-	defer removeScratch(path)
+	defer RemoveFiles(path)
 	defer db.Close()
 	if version > 0 {
 		if _, _, err := m.Migrate(ctx, db, version); err != nil {

@@ -379,10 +379,24 @@ func IsUnique(err error) bool {
 	return false
 }
 
-func removeScratch(path string) {
-	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
-		_ = os.Remove(p)
+// RemoveFiles removes a closed database file and its companions (-wal,
+// -shm, -journal); files already gone are not an error.
+func RemoveFiles(path string) error {
+	return errors.Join(remove(path), RemoveCompanions(path))
+}
+
+// RemoveCompanions removes a closed database's -wal, -shm and -journal
+// files. A file replaced by another (a restore) must lose them first: a
+// stale -wal would be applied to the new file at its next open.
+func RemoveCompanions(path string) error {
+	return errors.Join(remove(path+"-wal"), remove(path+"-shm"), remove(path+"-journal"))
+}
+
+func remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
+	return nil
 }
 
 // HeaderUserVersion reads user_version from the database header of a

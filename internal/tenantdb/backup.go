@@ -222,7 +222,8 @@ func (s *Store) syncBeforeReplacing(ctx context.Context, id silo.TenantID, path 
 		s.log.Warn("backup: cannot sync a tenant file that is unreadable, or the disk is full; going on without", "tenant", id, "err", err)
 		return nil
 	}
-	return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (%v); nothing was changed; retry when the replica is reachable.", err)
+	s.log.Warn("backup: sync before replacing a tenant file failed", "tenant", id, "err", err)
+	return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (the server log has the detail); nothing was changed; retry when the replica is reachable.")
 }
 
 // readable reports whether path is a SQLite file that passes quick_check.
@@ -390,7 +391,8 @@ func (s *Store) RestoreInPlace(ctx context.Context, t *silo.Tenant, at time.Time
 		return err
 	}
 	if err := s.cfg.Backup.Unregister(ctx, path); err != nil {
-		return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (final sync: %v); nothing was changed; retry when the replica is reachable.", err)
+		s.log.Warn("backup: final sync before a restore failed", "tenant", t.Slug, "err", err)
+		return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (the server log has the detail); nothing was changed; retry when the replica is reachable.")
 	}
 	// The file may hold writes its replica lacks even when it was not
 	// registered (a crash of a process that had it open, a move that
@@ -422,25 +424,27 @@ func (s *Store) restoreInto(ctx context.Context, path string, at time.Time, txid
 }
 
 // restoreWith restores into a temporary file with restore, then replaces
-// path with it.
+// path with it. The old file's -wal and Litestream's state describe the old
+// history and go first; the rename then swaps the files in one step, so the
+// tenant has a file (the old one or the restored one) whatever happens.
 func (s *Store) restoreWith(path string, restore func(tmp string) error) error {
 	tmp := filepath.Join(filepath.Dir(path), ".restore-"+filepath.Base(path))
-	_ = removeFiles(tmp)
+	_ = sqlite.RemoveFiles(tmp)
 	if err := restore(tmp); err != nil {
-		_ = removeFiles(tmp)
+		_ = sqlite.RemoveFiles(tmp)
 		if se := (*silo.Error)(nil); errors.As(err, &se) {
-			return err // already says what went wrong (no state at that point)
+			return err // says what went wrong (no backup, no state at that point)
 		}
-		return silo.Errorf(silo.ENOTFOUND, "No backup to restore: %v", err)
+		s.log.Warn("backup: restore failed", "file", filepath.Base(path), "err", err)
+		return silo.Errorf(silo.EUNAVAILABLE, "The backup cannot be read now (the server log has the detail); nothing was changed; retry later.")
 	}
-	// The old file's WAL and Litestream's state describe the old history.
-	if err := errors.Join(removeFiles(path), os.RemoveAll(localStateDir(path))); err != nil {
+	if err := errors.Join(sqlite.RemoveCompanions(path), os.RemoveAll(localStateDir(path))); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	_ = removeFiles(tmp)
+	_ = sqlite.RemoveCompanions(tmp)
 	return syncDir(filepath.Dir(path))
 }
 

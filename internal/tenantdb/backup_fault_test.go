@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,5 +192,26 @@ func TestMoveIntoFileMarkedBeforeCommit(t *testing.T) {
 	}
 	if _, ok := dirty.Load(silo.TenantID("t1")); !ok {
 		t.Fatal("a move into the file crashed after its commit and the tenant is not recorded for the start's backup recovery")
+	}
+}
+
+// TestFailedRestoreKeepsTenant: a restore the replica cannot serve (down,
+// unreadable) answers 503 without the replica's internals, and leaves the
+// tenant's file and rows as they were. It used to answer 404 "No backup to
+// restore: <the error>", as if the tenant had no backup.
+func TestFailedRestoreKeepsTenant(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}}
+	var dirty sync.Map
+	st := openFakeStore(t, fb, &dirty)
+	tn := writeTo(t, st, silo.StrategyDatabase)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := st.RestoreInPlace(ctx, tn, time.Time{}, 0)
+	if silo.ErrorCode(err) != silo.EUNAVAILABLE || strings.Contains(silo.ErrorMessage(err), "no restores here") {
+		t.Fatalf("restore from a failing replica: %v (want unavailable, without the replica's error)", err)
+	}
+	ps, _, err := tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(ctx, tn), silo.Page{Limit: 10}, silo.ProjectFilter{})
+	if err != nil || len(ps) != 1 || ps[0].Name != "acked" {
+		t.Fatalf("after a failed restore: %v %v", ps, err)
 	}
 }

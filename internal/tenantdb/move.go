@@ -244,7 +244,7 @@ func (s *Store) dropPlacement(ctx context.Context, id silo.TenantID, p silo.Stra
 		// Litestream's local state describes this file's history; a file
 		// made here later (a move back) starts a new one.
 		s.forget(ctx, id, path)
-		return errors.Join(removeFiles(path), os.RemoveAll(localStateDir(path)))
+		return errors.Join(sqlite.RemoveFiles(path), os.RemoveAll(localStateDir(path)))
 	}
 	return nil
 }
@@ -441,7 +441,7 @@ func (s *Store) Cleanup(ctx context.Context, tenants []*silo.Tenant, clearJourna
 				if path, err := s.Path(t.ID); err == nil {
 					if _, err := os.Stat(path); err == nil {
 						s.log.Info("removing the file left by a finished move", "tenant", t.Slug)
-						errs = append(errs, removeFiles(path))
+						errs = append(errs, sqlite.RemoveFiles(path))
 					}
 				}
 			}

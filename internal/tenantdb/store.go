@@ -269,7 +269,7 @@ func (s *Store) remove(ctx context.Context, t *silo.Tenant, sync bool) error {
 		s.setDeleted(t.ID, true)
 	}
 	s.forget(ctx, t.ID, path)
-	err = errors.Join(removeFiles(path), s.deleteSharedRows(ctx, t.ID))
+	err = errors.Join(sqlite.RemoveFiles(path), s.deleteSharedRows(ctx, t.ID))
 	// Litestream keeps its local state beside the file, as .<file>-litestream;
 	// remove it even when this process runs without backups (the CLI).
 	return errors.Join(err, os.RemoveAll(localStateDir(path)))
@@ -290,16 +290,6 @@ func (s *Store) deleteSharedRows(ctx context.Context, id silo.TenantID) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-func removeFiles(path string) error {
-	var errs []error
-	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Acquire borrows tenant id's handle; see Cache.Acquire.

@@ -39,7 +39,7 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 		return nil, err
 	}
 	tmp.Close()
-	defer removeFiles(tmp.Name())
+	defer sqlite.RemoveFiles(tmp.Name())
 	db, err := sqlite.Open(tmp.Name(), o)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,10 @@ SELECT * FROM tenants ORDER BY slug;
 -- name: ListTenantIDs :many
 SELECT id FROM tenants;
 
+-- name: CountSharedTenants :one
+-- Tenants whose rows shared.db holds: deleted ones have none left.
+SELECT count(*) FROM tenants WHERE strategy = 'shared' AND status IN ('active', 'deleting');
+
 -- name: SetTenantStatus :exec
 UPDATE tenants SET status = ?, updated_at = ? WHERE id = ?;
 

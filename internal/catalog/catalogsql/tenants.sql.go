@@ -42,6 +42,18 @@ func (q *Queries) ClearDropFrom(ctx context.Context, id string) error {
 	return err
 }
 
+const countSharedTenants = `-- name: CountSharedTenants :one
+SELECT count(*) FROM tenants WHERE strategy = 'shared' AND status IN ('active', 'deleting')
+`
+
+// Tenants whose rows shared.db holds: deleted ones have none left.
+func (q *Queries) CountSharedTenants(ctx context.Context) (int64, error) {
+	row := q.db.QueryRowContext(ctx, countSharedTenants)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const createTenant = `-- name: CreateTenant :one
 INSERT INTO tenants (id, slug, name, strategy, status, schema_version, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
