@@ -442,6 +442,13 @@ func TestBackupOfWrittenFiles(t *testing.T) {
 	if st, b := call(t, "POST", url+"/api/operator/tenants/rewind/restore", "localhost", "op", `{"at":"`+mark.UTC().Format(time.RFC3339Nano)+`"}`); st != 200 {
 		t.Fatalf("restore: %d %v", st, b)
 	}
+	// Points that are none: the zero time and txid 0 used to mean "the
+	// latest" when given explicitly (200, the newest state restored).
+	for _, body := range []string{`{"at":"0001-01-01T00:00:00Z"}`, `{"txid":0}`, `{"at":"2999-01-01T00:00:00Z"}`, `{"at":null}`} {
+		if st, b := call(t, "POST", url+"/api/operator/tenants/rewind/restore", "localhost", "op", body); st != 400 {
+			t.Errorf("restore %s: %d %v, want 400", body, st, b)
+		}
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/replication"
+	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenants"
 )
 
@@ -52,20 +53,28 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		// copy is written locally, from the replica, beside any server.
 		return &usageError{"--to writes a copy from the replica and needs no --server; without --to, --server restores in place"}
 	}
-	var when time.Time
-	if at != "" {
-		if when, err = time.Parse(time.RFC3339Nano, at); err != nil {
-			return &usageError{fmt.Sprintf("--at: %v", err)}
-		}
-		if txid != 0 {
-			return &usageError{"--at and --txid exclude each other"}
-		}
+	var atSet, txidSet bool
+	fs.Visit(func(f *flag.Flag) {
+		atSet = atSet || f.Name == "at"
+		txidSet = txidSet || f.Name == "txid"
+	})
+	var atp *string
+	var txidp *uint64
+	if atSet {
+		atp = &at
+	}
+	if txidSet {
+		txidp = &txid
+	}
+	when, txid, err := tenants.ParsePoint(atp, txidp)
+	if err != nil {
+		return &usageError{"restore: " + silo.ErrorMessage(err)}
 	}
 	if c.NoBackup {
 		return &usageError{"restore needs backups; drop --no-backup"}
 	}
 	if serverURL != "" {
-		return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+url.PathEscape(pos[0])+"/restore", map[string]any{"at": at, "txid": txid})
+		return callOperator(ctx, e, "POST", serverURL, c.OperatorToken, "/api/operator/tenants/"+url.PathEscape(pos[0])+"/restore", restoreBody(atp, txidp))
 	}
 	log, err := c.logger(e)
 	if err != nil {
@@ -202,4 +211,16 @@ func runBackup(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", b.Slug, b.Strategy, b.TXID, when, age, b.Err)
 	}
 	return tw.Flush()
+}
+
+// restoreBody is the operator API's restore request: only the fields given.
+func restoreBody(at *string, txid *uint64) map[string]any {
+	body := map[string]any{}
+	if at != nil {
+		body["at"] = *at
+	}
+	if txid != nil {
+		body["txid"] = *txid
+	}
+	return body
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/silohq/silo/internal/pg/pgsql"
 	"github.com/silohq/silo/internal/silo"
-	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // ProjectService reads and writes the projects of the tenant in the
@@ -77,7 +76,7 @@ func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.Pr
 		}
 		if len(rows) > int(limit) {
 			rows = rows[:limit]
-			next = tenantdb.EncodeCursor(rows[len(rows)-1].ID)
+			next = silo.EncodeCursor(rows[len(rows)-1].ID)
 		}
 		out = make([]*silo.Project, len(rows))
 		for i, r := range rows {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/silohq/silo/internal/silo"
-	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // TestScenario runs internal/server's API scenario at the service level,
@@ -59,7 +58,7 @@ func testScenario(t *testing.T, env *testEnv, p silo.Strategy) {
 			}
 			break
 		}
-		if after, err := tenantdb.DecodeCursor(next); err != nil || after != list[len(list)-1].ID {
+		if after, err := silo.DecodeCursor(next); err != nil || after != list[len(list)-1].ID {
 			t.Fatalf("cursor %q decodes to %q, %v", next, after, err)
 		}
 		cursor = next

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/silohq/silo/internal/pg/pgsql"
 	"github.com/silohq/silo/internal/silo"
-	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // scope is one request's transaction, bound to the tenant from the request
@@ -100,6 +99,6 @@ func fromMilli(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 // pageArgs validates a page exactly as tenantdb does, so a cursor means
 // the same on either engine.
 func pageArgs(p silo.Page) (after string, limit int32, err error) {
-	after, n, err := tenantdb.PageArgs(p)
+	after, n, err := silo.PageArgs(p)
 	return after, int32(n), err
 }

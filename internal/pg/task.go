@@ -7,7 +7,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/silohq/silo/internal/pg/pgsql"
 	"github.com/silohq/silo/internal/silo"
-	"github.com/silohq/silo/internal/tenantdb"
 )
 
 // TaskService reads and writes the tasks of the tenant in the context, in
@@ -80,7 +79,7 @@ func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Pag
 		}
 		if len(rows) > int(limit) {
 			rows = rows[:limit]
-			next = tenantdb.EncodeCursor(rows[len(rows)-1].ID)
+			next = silo.EncodeCursor(rows[len(rows)-1].ID)
 		}
 		out = make([]*silo.Task, len(rows))
 		for i, r := range rows {

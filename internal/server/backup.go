@@ -2,9 +2,9 @@ package server
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/tenants"
 )
 
 func (s *Server) backups(w http.ResponseWriter, r *http.Request) bool {
@@ -54,27 +54,20 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		At   string `json:"at"`
-		TXID uint64 `json:"txid"`
+		At   *string `json:"at"`
+		TXID *uint64 `json:"txid"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var at time.Time
-	if req.At != "" {
-		var err error
-		if at, err = time.Parse(time.RFC3339Nano, req.At); err != nil {
-			s.writeError(w, r, silo.Errorf(silo.EINVALID, "at must be an RFC 3339 time."))
-			return
-		}
-		if req.TXID != 0 {
-			s.writeError(w, r, silo.Errorf(silo.EINVALID, "Give at or txid, not both."))
-			return
-		}
+	at, txid, err := tenants.ParsePoint(req.At, req.TXID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	slug := operatorSlug(r)
-	if err := s.deps.Backups.Restore(r.Context(), slug, at, req.TXID); err != nil {
+	if err := s.deps.Backups.Restore(r.Context(), slug, at, txid); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -56,6 +56,15 @@ func TestBadInput(t *testing.T) {
 		{"empty name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"  "}`), 400, "invalid_name"},
 		{"control chars", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"a\u0000b"}`), 400, "invalid_name"},
 		{"overlong name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"` + strings.Repeat("é", 201) + `"}`), 400, "invalid_name"},
+		{"lone high surrogate", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"s\udbff"}`), 400, "invalid_json"},
+		{"lone low surrogate", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"\udc00s"}`), 400, "invalid_json"},
+		{"escaped key", "POST", "acme.localhost", "/api/projects", true, []byte(`{"n\u0061me":"x"}`), 400, "invalid_json"},
+		{"null name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":null}`), 400, "invalid_json"},
+		{"patch null name", "PATCH", "acme.localhost", "/api/projects/" + p.str("id"), true, []byte(`{"name":null}`), 400, "invalid_json"},
+		{"patch null archived", "PATCH", "acme.localhost", "/api/projects/" + p.str("id"), true, []byte(`{"archived":null}`), 400, "invalid_json"},
+		{"invisible name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"\u200b\ufeff\u3164"}`), 400, "invalid_name"},
+		{"bidi override", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"abc\u202edcb"}`), 400, "invalid_name"},
+		{"plus limit", "GET", "acme.localhost", "/api/projects?limit=%2B1", true, nil, 400, "invalid_limit"},
 		{"patch wrong type", "PATCH", "acme.localhost", "/api/projects/" + p.str("id"), true, []byte(`{"name":null,"done":1}`), 400, "invalid_json"},
 		{"task bad done", "POST", "acme.localhost", "/api/projects/" + p.str("id") + "/tasks", true, []byte(`{"title":"x","done":"yes"}`), 400, "invalid_json"},
 		{"bad limit", "GET", "acme.localhost", "/api/projects?limit=abc", true, nil, 400, "invalid_limit"},
@@ -109,6 +118,25 @@ func TestBadInput(t *testing.T) {
 	}
 	if n := countFiles(t, s.Store.Dir()); n != 1 {
 		t.Fatalf("%d tenant files, want 1", n)
+	}
+}
+
+// TestEscapesStoredAsSent: what JSON escapes stand for is stored exactly:
+// a surrogate pair is its one character, an escaped backslash stays a
+// backslash, and a name with visible characters around invisible ones
+// (an emoji joined by U+200D) is a name.
+func TestEscapesStoredAsSent(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	acme := s.tenant("acme", s.signup("acme"))
+	for body, want := range map[string]string{
+		`{"name":"\ud83d\ude00 ok"}`:                "\U0001F600 ok",
+		`{"name":"a\\udc00"}`:                       `a\udc00`,
+		`{"name":"\ud83d\udc69\u200d\ud83d\udcbb"}`: "\U0001F469\u200d\U0001F4BB",
+	} {
+		r := acme.do("POST", "/api/projects", []byte(body))
+		if r.Status != 201 || r.str("name") != want {
+			t.Errorf("%s: %d %s, want name %q", body, r.Status, r.Raw, want)
+		}
 	}
 }
 

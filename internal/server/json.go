@@ -38,7 +38,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 
 // DecodeJSON is decodeJSON's parser, separate so that it can be fuzzed.
 func DecodeJSON(data []byte, v any) error {
-	if !utf8.Valid(data) {
+	if !utf8.Valid(data) || loneSurrogate(data) {
 		return silo.Errorf(silo.EINVALIDJSON, "The body must be valid UTF-8.")
 	}
 	if err := checkKeys(data, v); err != nil {
@@ -56,10 +56,14 @@ func DecodeJSON(data []byte, v any) error {
 }
 
 // checkKeys walks the top level of the body: it must be an object (not
-// null), and each key one of v's JSON field names, exactly and once.
-// encoding/json matches names case-insensitively and keeps the last of a
-// repeated key, so a proxy or firewall that reads the first "slug" would see
-// another request than Silo, which stored the last "Slug".
+// null), and each key one of v's JSON field names, exactly, once and
+// written out plainly, with a value that is null only where null means
+// something. encoding/json matches names case-insensitively, keeps the last
+// of a repeated key and unescapes keys, so a proxy or firewall that reads
+// the first "slug" would see another request than Silo, which stored the
+// last "Slug" or "sl\u0075g"; and it leaves a field given as null as if it
+// were absent, so {"name":null} in a PATCH would answer 200 changing
+// nothing.
 func checkKeys(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
@@ -69,30 +73,75 @@ func checkKeys(data []byte, v any) error {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return silo.Errorf(silo.EINVALIDJSON, "The body must be a JSON object.")
 	}
-	names := fieldNames(reflect.TypeOf(v))
-	seen := make(map[string]bool, len(names))
+	fields := fieldNames(reflect.TypeOf(v))
+	seen := make(map[string]bool, len(fields))
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return jsonError(err)
 		}
 		key, _ := tok.(string) // the decoder only yields strings as keys
+		nullable, known := fields[key]
 		switch {
-		case !names[key]:
+		case !known:
 			return silo.Errorf(silo.EINVALIDJSON, "Unknown field %q.", key)
+		case !bytes.HasSuffix(data[:dec.InputOffset()], []byte(`"`+key+`"`)):
+			return silo.Errorf(silo.EINVALIDJSON, "The field name %q must be written without escapes.", key)
 		case seen[key]:
 			return silo.Errorf(silo.EINVALIDJSON, "The field %q appears more than once.", key)
 		}
 		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
 			return jsonError(err)
+		}
+		if !nullable && string(val) == "null" {
+			return silo.Errorf(silo.EINVALIDJSON, "The field %q must not be null (leave it out instead).", key)
 		}
 	}
 	return nil
 }
 
-// fieldNames are the JSON names of the fields of the struct t points to.
+// loneSurrogate reports whether a \u escape in data names half of a UTF-16
+// surrogate pair without the other half. encoding/json turns such an escape
+// into U+FFFD, so the client's string would be stored changed; raw bytes
+// that are not UTF-8 are refused the same way. Outside strings a backslash
+// is a syntax error the decoder reports.
+func loneSurrogate(data []byte) bool {
+	hex := func(i int) (rune, bool) {
+		if i+6 > len(data) || data[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		r, ok := hex(i)
+		if !ok {
+			i++ // \" \\ \n …: skip the escaped character
+			continue
+		}
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true // a low half with no high half before it
+		case r >= 0xD800 && r <= 0xDBFF:
+			lo, ok := hex(i + 6)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 6 // the pair's low half
+		}
+		i += 5
+	}
+	return false
+}
+
+// fieldNames are the JSON names of the fields of the struct t points to,
+// each with whether null is a value of it: only for fields that decode
+// themselves (nullableTime), where null says "clear it".
 func fieldNames(t reflect.Type) map[string]bool {
 	if n, ok := fieldNameCache.Load(t); ok {
 		return n.(map[string]bool)
@@ -110,14 +159,17 @@ func fieldNames(t reflect.Type) map[string]bool {
 			case "":
 				name = f.Name
 			}
-			names[name] = true
+			names[name] = reflect.PointerTo(f.Type).Implements(unmarshalerType)
 		}
 	}
 	fieldNameCache.Store(t, names)
 	return names
 }
 
-var fieldNameCache sync.Map // reflect.Type → map[string]bool
+var (
+	fieldNameCache  sync.Map // reflect.Type → map[string]bool
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
 
 func jsonError(err error) error {
 	var syn *json.SyntaxError
@@ -182,7 +234,7 @@ func pageFromQuery(r *http.Request) (silo.Page, error) {
 	p := silo.Page{Cursor: q.Get("cursor")}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > silo.MaxPageLimit {
+		if err != nil || s[0] == '+' || n < 1 || n > silo.MaxPageLimit {
 			return p, silo.Errorf(silo.EINVALIDLIMIT, "The limit must be an integer between 1 and %d.", silo.MaxPageLimit)
 		}
 		p.Limit = n
@@ -214,7 +266,7 @@ func (n *nullableTime) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return silo.Errorf(silo.EINVALIDJSON, "due_at must be an RFC 3339 time or null.")
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := silo.ParseTime(s)
 	// The range is checked in UTC, the zone the API answers in: an offset
 	// could otherwise take an accepted time to a year 10000 the API writes
 	// but then refuses to read back, or before 1970.

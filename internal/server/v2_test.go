@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/silohq/silo/internal/tenantdb"
+	"github.com/silohq/silo/internal/silo"
 )
 
 // TestArchiveAndDueAt covers the fields of the second tenant migration:
@@ -151,10 +151,17 @@ func TestHostileIDsInEveryPlacement(t *testing.T) {
 					}
 				}
 			}
-			nul := tenantdb.EncodeCursor("ab\x00cd")
-			for _, path := range []string{"/api/projects?cursor=" + nul, "/api/projects/" + proj.str("id") + "/tasks?cursor=" + nul} {
-				if r := c.do("GET", path, nil); r.Status != 400 || r.code() != "invalid_cursor" {
-					t.Errorf("GET %s: %d %s", path, r.Status, r.Raw)
+			// Cursors Silo never makes: a NUL byte, tampered text, an id
+			// in another case. They used to list from wherever they
+			// sorted (200).
+			for _, bad := range []string{
+				silo.EncodeCursor("ab\x00cd"), "enp6", "MA", "ISEh",
+				silo.EncodeCursor(strings.ToUpper(proj.str("id"))), silo.EncodeCursor(proj.str("id")) + "==",
+			} {
+				for _, path := range []string{"/api/projects?cursor=" + bad, "/api/projects/" + proj.str("id") + "/tasks?cursor=" + bad} {
+					if r := c.do("GET", path, nil); r.Status != 400 || r.code() != "invalid_cursor" {
+						t.Errorf("GET %s: %d %s", path, r.Status, r.Raw)
+					}
 				}
 			}
 			if r := c.do("GET", "/api/projects", nil); len(r.Body["projects"].([]any)) != 1 {

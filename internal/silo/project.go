@@ -82,10 +82,35 @@ func CleanText(s, field, code string) (string, error) {
 	if utf8.RuneCountInString(s) > MaxTextLen {
 		return "", Errorf(code, "The %s must be at most %d characters.", field, MaxTextLen)
 	}
+	visible := false
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		switch {
+		case unicode.IsControl(r):
 			return "", Errorf(code, "The %s must not contain control characters.", field)
+		case bidiControl(r):
+			// They reorder what a reader sees around them (the "Trojan
+			// Source" trick): a name would read as another.
+			return "", Errorf(code, "The %s must not contain bidirectional control characters.", field)
+		case !invisible(r):
+			visible = true
 		}
 	}
+	if !visible {
+		return "", Errorf(code, "The %s must contain a visible character.", field)
+	}
 	return s, nil
+}
+
+func bidiControl(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
+}
+
+// invisible: spaces, format characters (zero-width space, soft hyphen,
+// byte order mark) and the letters and symbols that render blank.
+func invisible(r rune) bool {
+	switch r {
+	case 0x115F, 0x1160, 0x2800, 0x3164, 0xFFA0: // Hangul fillers, braille blank
+		return true
+	}
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)
 }

@@ -54,7 +54,7 @@ func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project,
 // Projects returns a page of projects in creation order and the cursor of
 // the next page ("" after the last).
 func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error) {
-	after, limit, err := PageArgs(page)
+	after, limit, err := silo.PageArgs(page)
 	if err != nil {
 		return nil, "", err
 	}
@@ -71,7 +71,7 @@ func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.Pr
 		}
 		if int64(len(rows)) > limit {
 			rows = rows[:limit]
-			next = EncodeCursor(rows[len(rows)-1].ID)
+			next = silo.EncodeCursor(rows[len(rows)-1].ID)
 		}
 		out = make([]*silo.Project, len(rows))
 		for i, r := range rows {

@@ -1,14 +1,11 @@
 package tenantdb
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/base64"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/silohq/silo/internal/silo"
@@ -204,50 +201,6 @@ func newID() string { return uuid.Must(uuid.NewV7()).String() }
 func nowMilli() int64 { return time.Now().UnixMilli() }
 
 func fromMilli(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
-
-// EncodeCursor turns the last id of a page into an opaque cursor.
-func EncodeCursor(id string) string {
-	if id == "" {
-		return ""
-	}
-	return base64.RawURLEncoding.EncodeToString([]byte(id))
-}
-
-// DecodeCursor is EncodeCursor's inverse; anything it did not make is
-// EINVALIDCURSOR.
-func DecodeCursor(c string) (string, error) {
-	if c == "" {
-		return "", nil
-	}
-	if len(c) > 128 {
-		return "", silo.Errorf(silo.EINVALIDCURSOR, "Invalid cursor.")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	// A NUL byte is refused too: PostgreSQL's text cannot hold one, and a
-	// cursor must mean the same in every placement.
-	if err != nil || len(b) == 0 || !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
-		return "", silo.Errorf(silo.EINVALIDCURSOR, "Invalid cursor.")
-	}
-	return string(b), nil
-}
-
-// PageArgs validates a page: its cursor (DecodeCursor) and its limit
-// (default DefaultPageLimit, at most MaxPageLimit). Both engines use it, so
-// a cursor and a limit mean the same whatever the placement.
-func PageArgs(p silo.Page) (after string, limit int64, err error) {
-	after, err = DecodeCursor(p.Cursor)
-	if err != nil {
-		return "", 0, err
-	}
-	n := p.Limit
-	if n == 0 {
-		n = silo.DefaultPageLimit
-	}
-	if n < 1 || n > silo.MaxPageLimit {
-		return "", 0, silo.Errorf(silo.EINVALIDLIMIT, "The limit must be between 1 and %d.", silo.MaxPageLimit)
-	}
-	return after, int64(n), nil
-}
 
 // Admit admits a request to a tenant whose rows are outside SQLite (its
 // placement is PostgreSQL's): it waits out holds as a borrow would and

@@ -57,7 +57,7 @@ func (s *TaskService) Task(ctx context.Context, id string) (*silo.Task, error) {
 
 // Tasks returns a page of a project's tasks; an unknown project is ENOTFOUND.
 func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error) {
-	after, limit, err := PageArgs(page)
+	after, limit, err := silo.PageArgs(page)
 	if err != nil {
 		return nil, "", err
 	}
@@ -73,7 +73,7 @@ func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Pag
 		}
 		if int64(len(rows)) > limit {
 			rows = rows[:limit]
-			next = EncodeCursor(rows[len(rows)-1].ID)
+			next = silo.EncodeCursor(rows[len(rows)-1].ID)
 		}
 		out = make([]*silo.Task, len(rows))
 		for i, r := range rows {

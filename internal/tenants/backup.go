@@ -82,6 +82,39 @@ func (b *Backups) Status(ctx context.Context) ([]BackupStatus, error) {
 	return out, nil
 }
 
+// ParsePoint reads the point a restore asks for, as the operator API and
+// the CLI take it: at (RFC 3339) or txid, each nil when not given; neither
+// means the latest (the zero time and 0). A point given explicitly must be
+// one: "0001-01-01T00:00:00Z" and txid 0 are the zero values that mean
+// "the latest", so they would restore the newest state instead of saying
+// that no backup holds anything then.
+func ParsePoint(at *string, txid *uint64) (time.Time, uint64, error) {
+	if at != nil && txid != nil {
+		return time.Time{}, 0, silo.Errorf(silo.EINVALID, "Give at or txid, not both.")
+	}
+	if txid != nil {
+		if *txid == 0 {
+			return time.Time{}, 0, silo.Errorf(silo.EINVALID, "txid must be at least 1 (omit it for the latest).")
+		}
+		return time.Time{}, *txid, nil
+	}
+	if at != nil {
+		t, err := silo.ParseTime(*at)
+		if err != nil {
+			return time.Time{}, 0, silo.Errorf(silo.EINVALID, "at must be an RFC 3339 time such as 2026-11-27T13:00:00Z.")
+		}
+		if t.Before(time.Unix(0, 0)) {
+			return time.Time{}, 0, silo.Errorf(silo.EINVALID, "No backup holds state before 1970 (omit at for the latest).")
+		}
+		if t.After(time.Now()) {
+			// The replica's latest state is no answer for a time to come.
+			return time.Time{}, 0, silo.Errorf(silo.EINVALID, "at is in the future (omit it for the latest).")
+		}
+		return t, 0, nil
+	}
+	return time.Time{}, 0, nil
+}
+
 // Restore restores a tenant in place to its replica as of at or txid (zero
 // values: the latest); the tenant answers 503 tenant_restoring meanwhile.
 func (b *Backups) Restore(ctx context.Context, slug string, at time.Time, txid uint64) error {
