@@ -46,17 +46,17 @@ type Config struct {
 	Litestream string // path of litestream.yml
 	NoBackup   bool
 
-	// Report is set by commands that only read (tenants list, migrate
-	// status and verify, backup status, restore --to): a mistyped --data,
+	// Existing is set by every command that acts on a fleet rather than
+	// starting one (all but serve and tenants create): a mistyped --data,
 	// or a data dir with no catalog that its replica could not bring back,
-	// is an error for them, never a new empty catalog. An empty catalog
-	// would hide the backup from the next start, which would replicate it
-	// as the newest state.
-	Report bool
+	// is an error for them, never a new empty fleet. An empty catalog
+	// would also hide the backup from the next start, which would
+	// replicate it as the newest state.
+	Existing bool
 }
 
 func (c *Config) dataFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Data, "data", "./data", "data directory (created if missing)")
+	fs.StringVar(&c.Data, "data", "./data", "data directory (serve and tenants create make it if missing; other commands need it)")
 	fs.StringVar(&c.Durability, "durability", "normal", "normal: no acknowledged write lost to a process crash; full: nor to power loss (fsync per commit)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -89,25 +89,35 @@ type app struct {
 	log     *slog.Logger
 }
 
-func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
+// check refuses store settings that cannot work, before anything is made
+// on disk.
+func (c *Config) check() error {
 	dur := sqlite.Durability(c.Durability)
-	if dur != sqlite.DurabilityNormal && dur != sqlite.DurabilityFull {
-		return nil, &usageError{fmt.Sprintf("--durability must be normal or full, not %q", c.Durability)}
-	}
 	strategy := silo.Strategy(c.DefaultStrategy)
-	if !strategy.Valid() {
-		return nil, &usageError{fmt.Sprintf("--default-strategy: unknown strategy %q", c.DefaultStrategy)}
+	switch {
+	case dur != sqlite.DurabilityNormal && dur != sqlite.DurabilityFull:
+		return &usageError{fmt.Sprintf("--durability must be normal or full, not %q", c.Durability)}
+	case !strategy.Valid():
+		return &usageError{fmt.Sprintf("--default-strategy: unknown strategy %q", c.DefaultStrategy)}
+	case strategy.Postgres() && c.Postgres == "":
+		return &usageError{fmt.Sprintf("--default-strategy %s needs --postgres", strategy)}
+	case c.MaxOpenTenants < 1:
+		return &usageError{"--max-open-tenants must be at least 1"}
+	case c.TenantMaxBytes < 0:
+		return &usageError{"--tenant-max-bytes must not be negative"}
+	case c.TenantIdleTimeout < 0:
+		return &usageError{"--tenant-idle-timeout must not be negative (0: never)"}
 	}
-	if strategy.Postgres() && c.Postgres == "" {
-		return nil, &usageError{fmt.Sprintf("--default-strategy %s needs --postgres", strategy)}
+	return nil
+}
+
+func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
+	if err := c.check(); err != nil {
+		return nil, err
 	}
-	if c.MaxOpenTenants < 1 {
-		return nil, &usageError{"--max-open-tenants must be at least 1"}
-	}
-	if c.TenantMaxBytes < 0 {
-		return nil, &usageError{"--tenant-max-bytes must not be negative"}
-	}
-	if c.Report {
+	dur := sqlite.Durability(c.Durability)
+	strategy := silo.Strategy(c.DefaultStrategy)
+	if c.Existing {
 		if err := requireDataDir(c.Data); err != nil {
 			return nil, err
 		}
@@ -127,7 +137,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 			return nil, err
 		}
 	}
-	if c.Report {
+	if c.Existing {
 		if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) {
 			closeBackup(ctx, rep, "")
 			return nil, fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream)", c.Data)

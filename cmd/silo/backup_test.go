@@ -257,10 +257,19 @@ func TestDisasterRecovery(t *testing.T) {
 	}
 
 	fresh := t.TempDir()
-	url, _ = runMain(t, "--data", fresh, "--litestream", yml)
+	url, stop = runMain(t, "--data", fresh, "--litestream", yml)
 	st, body = call(t, "GET", url+"/api/projects", "phoenix.localhost", tok, "")
 	if st != 200 || len(body["projects"].([]any)) != 2 {
 		t.Fatalf("after recovery: %d %v", st, body)
+	}
+	stop()
+	// All at once, on a machine with no data dir yet: restore --all makes it.
+	newMachine := filepath.Join(t.TempDir(), "data")
+	if err := run(context.Background(), []string{"restore", "--all", "--data", newMachine, "--litestream", yml}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatalf("restore --all into a data dir yet to be made: %v", err)
+	}
+	if got := len(tenantFiles(t, newMachine)); got != 1 {
+		t.Fatalf("restore --all brought back %d tenant files, want 1", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -63,10 +64,12 @@ func runBench(ctx context.Context, e env, args []string) error {
 	fs.StringVar(&c.PostgresAdmin, "postgres-admin", "", "PostgreSQL URL of an owner role, to set up the pgshared tables first")
 	fs.IntVar(&pgTenants, "pg-tenants", 1000, "tenants in each PostgreSQL placement with --compare (a schema signup costs ~15 ms)")
 	fs.BoolVar(&c.Backup, "backup", false, "run with continuous backup (the built-in litestream.yml, replica in the data dir), to measure its cost")
-	fs.StringVar(&target, "target", "", "drive a Silo already serving at this URL (e.g. `silo serve --data DIR --no-backup` in another process) with the tenants an earlier run provisioned in --data DIR, instead of one started in-process")
+	fs.StringVar(&target, "target", "", "drive a Silo already serving at this URL (e.g. silo serve --data DIR --no-backup, in another process) with the tenants an earlier run provisioned in --data DIR, instead of one started in-process")
 	fs.StringVar(&opToken, "operator-token", "", "with --target: the server's operator token, to report its handle cache")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return err
+	} else if err != nil {
+		return &usageError{err.Error()} // exit 2, as every command-line mistake
 	}
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0))}

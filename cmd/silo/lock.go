@@ -9,7 +9,7 @@ import (
 )
 
 // errServing means another process (a `silo serve`) holds the data dir.
-var errServing = errors.New("a silo server is running on this data directory")
+var errServing = errors.New("a silo server is running on this data directory (or another silo command that changes it, such as a restore or a migration)")
 
 // lockDataDir takes the data directory's lock file, held by `silo serve`
 // for its lifetime. It keeps two servers off one directory, and tells

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/silohq/silo/internal/fleet"
+	"github.com/silohq/silo/internal/silo"
 )
 
 func runMigrate(ctx context.Context, e env, args []string) error {
@@ -48,8 +49,14 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 			}
 		}
 	}
-	if opts.CanaryPct < 0 || opts.CanaryPct > 100 {
-		return &usageError{"--canary takes a percentage from 1 to 100"}
+	if opts.CanaryPct < 0 || opts.CanaryPct > 99 {
+		return &usageError{"--canary takes a percentage from 1 to 99 (to migrate every tenant, leave it out)"}
+	}
+	if opts.Concurrency < 0 || opts.Concurrency > 256 {
+		return &usageError{"--concurrency takes 1 to 256 tenants at once (0: the default, 4)"}
+	}
+	if opts.BusyTimeout < 0 {
+		return &usageError{"--busy-timeout must not be negative (0: the default, 5s)"}
 	}
 	log, err := c.logger(e)
 	if err != nil {
@@ -71,13 +78,13 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	}
 	// The fleet opens files itself; the cache settings do not matter here.
 	c.MaxOpenTenants, c.DefaultStrategy = 1, "database"
-	c.Report = sub == "status" || sub == "verify"
-	if !c.Report {
-		defer syncCatalogIfStopped(ctx, &c, log) // after the deferred Close below
-	}
+	c.Existing = true
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err
+	}
+	if sub != "status" && sub != "verify" {
+		defer syncCatalogIfStopped(ctx, &c, log) // after the deferred Close below
 	}
 	defer a.Close(context.WithoutCancel(ctx))
 	fl := fleet.New(a.catalog, a.store, filepath.Join(c.Data, "templates"), log)
@@ -104,6 +111,9 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 			res.Total, res.Migrated, res.Current, len(res.Failed), res.Elapsed.Round(1e6))
 		for _, f := range res.Failed {
 			fmt.Fprintf(e.stdout, "  failed %s: %v\n", f.Slug, f.Err)
+		}
+		if a.pg == nil {
+			warnSchemasSkipped(ctx, e, a)
 		}
 		if err != nil {
 			return err
@@ -169,4 +179,23 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		return nil
 	}
 	return &usageError{fmt.Sprintf("migrate: unknown subcommand %q (want status, verify or down)", sub)}
+}
+
+// warnSchemasSkipped says when tenants placed in their own PostgreSQL
+// schema were left out for want of --postgres: a run that reports "0
+// tenants" must not read as a fleet at the latest version.
+func warnSchemasSkipped(ctx context.Context, e env, a *app) {
+	ts, err := a.catalog.Tenants(ctx)
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, t := range ts {
+		if t.Status == silo.TenantActive && t.Strategy == silo.StrategySchema {
+			n++
+		}
+	}
+	if n > 0 {
+		fmt.Fprintf(e.stderr, "note: %d tenant(s) placed in their own PostgreSQL schema were not migrated; pass --postgres to migrate them too\n", n)
+	}
 }

@@ -109,7 +109,9 @@ func TestMigrateCommands(t *testing.T) {
 	typo := filepath.Join(t.TempDir(), "typo")
 	for _, args := range [][]string{{"migrate"}, {"migrate", "status"}, {"restore", "--all"}} {
 		err := run(context.Background(), append(args, "--data", typo), noEnv, io.Discard, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), "no data directory") {
+		// restore --all may make the dir (a new machine, the replica
+		// elsewhere), but not keep it when it finds nothing to restore.
+		if err == nil || !(strings.Contains(err.Error(), "no data directory") || strings.Contains(err.Error(), "no catalog")) {
 			t.Fatalf("%v on a missing data dir: %v", args, err)
 		}
 		if _, err := os.Stat(typo); !os.IsNotExist(err) {

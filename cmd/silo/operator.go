@@ -6,20 +6,36 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // callOperator sends one request to a running server's operator API (the
 // commands' --server), with body encoded as JSON when not nil, and prints
 // its answer. A non-200 answer is an error that quotes it.
 func callOperator(ctx context.Context, e env, method, base, token, path string, body any) error {
-	raw, err := operatorRequest(ctx, http.DefaultClient, method, base, token, path, body)
+	raw, err := operatorRequest(ctx, operatorClient, method, base, token, path, body)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s\n", raw)
 	return nil
+}
+
+// operatorClient bounds a --server call: a server that accepts the
+// connection and never answers must not hang the command. The bound is
+// generous because the answer comes only when the work is done (a move
+// copies the whole tenant, a restore downloads it).
+var operatorClient = &http.Client{
+	Timeout: 10 * time.Minute,
+	Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Minute,
+	},
 }
 
 // operatorRequest sends one request to a server's operator API and returns
@@ -47,6 +63,10 @@ func operatorRequest(ctx context.Context, client *http.Client, method, base, tok
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode == http.StatusNotFound && strings.Contains(string(raw), `"not_found"`) {
+		// The route itself is missing: the operator API is off.
+		return nil, fmt.Errorf("%s has no operator API: start silo serve with --operator-token (server answered %s)", base, res.Status)
+	}
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))
 	}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +19,7 @@ import (
 
 // runRestore is `silo restore SLUG [--at T | --txid N] [--to FILE]` and
 // `silo restore --all`.
-func runRestore(ctx context.Context, e env, args []string) error {
+func runRestore(ctx context.Context, e env, args []string) (rerr error) {
 	var c Config
 	var at, to, serverURL string
 	var txid uint64
@@ -58,6 +60,9 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		atSet = atSet || f.Name == "at"
 		txidSet = txidSet || f.Name == "txid"
 	})
+	if err := refuseEmpty(fs, "to", "server"); err != nil {
+		return err
+	}
 	var atp *string
 	var txidp *uint64
 	if atSet {
@@ -100,7 +105,21 @@ func runRestore(ctx context.Context, e env, args []string) error {
 	if all {
 		advice = "it restores each missing tenant on its first request (stop it to restore them all at once)"
 	}
-	if err := requireDataDir(c.Data); err != nil {
+	if all {
+		// Disaster recovery on a new machine: the data dir may not exist
+		// yet, only the replica (elsewhere, per --litestream). Made here,
+		// it goes again if nothing could be restored into it.
+		if _, err := os.Stat(c.Data); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(c.Data, 0o700); err != nil {
+				return err
+			}
+			defer func() {
+				if rerr != nil {
+					os.RemoveAll(c.Data)
+				}
+			}()
+		}
+	} else if err := requireDataDir(c.Data); err != nil {
 		return err
 	}
 	unlock, err := lockOrAdvise(c.Data, advice)
@@ -108,7 +127,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer unlock()
-	c.Backup = true
+	c.Backup, c.Existing = true, true
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err
@@ -143,7 +162,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 // openBackupReader opens the data dir and a replicator that only reads
 // replicas (it registers nothing), which is safe beside a running server.
 func openBackupReader(ctx context.Context, c *Config, log *slog.Logger) (*tenants.Backups, func(), error) {
-	c.Report = true
+	c.Existing = true
 	a, err := openApp(ctx, c, log)
 	if err != nil {
 		return nil, nil, err
@@ -181,7 +200,14 @@ func runBackup(ctx context.Context, e env, args []string) error {
 	c.backupFlags(fs)
 	fs.StringVar(&serverURL, "server", "", "ask this running silo serve (its operator API), which also knows the lag of open tenants")
 	fs.StringVar(&c.OperatorToken, "operator-token", "", "the server's operator token (with --server)")
-	if err := parseFlags(fs, args[1:], e); err != nil {
+	pos, err := interspersed(fs, args[1:], e)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return &usageError{fmt.Sprintf("backup status: unexpected argument %q", pos[0])}
+	}
+	if err := refuseEmpty(fs, "server"); err != nil {
 		return err
 	}
 	if serverURL != "" {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -19,13 +20,16 @@ Usage:
   silo tokens   list SLUG | create SLUG [--name N] | revoke SLUG TOKEN_ID
   silo migrate  [--concurrency N] [--tenants a,b | --canary PCT] [--continue-on-error]
   silo migrate  status | verify | down --to N [--tenants a,b]
-  silo restore  SLUG [--at RFC3339 | --txid N] [--to FILE] | --all
-  silo backup   status
+  silo restore  SLUG [--at RFC3339 | --txid N] [--to FILE] [--server URL --operator-token T] | --all
+  silo backup   status [--server URL --operator-token T]
   silo bench    [--tenants N] [--concurrency C] [--duration D] [--mix read|write|mixed] [--compare] [--json]
   silo version
 
 Every command takes --data DIR (default ./data). Run "silo COMMAND -h" for
-its flags; every flag can also be set by its SILO_* environment variable.
+its flags. Flags that configure the deployment can also be set by their
+SILO_* environment variable (--max-open-tenants: SILO_MAX_OPEN_TENANTS);
+those naming what one command acts on (--to, --at, --txid, --all,
+--tenants, --canary, --name, --strategy) cannot, and silo bench reads none.
 `
 
 // usageError is a mistake on the command line: exit code 2.
@@ -81,6 +85,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "bench":
 		return runBench(ctx, e, rest)
 	case "version":
+		if len(rest) > 0 {
+			return &usageError{fmt.Sprintf("version: unexpected argument %q", rest[0])}
+		}
 		fmt.Fprintln(stdout, "silo", version)
 		return nil
 	case "help", "-h", "--help":
@@ -109,7 +116,7 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if set[f.Name] || err != nil || notFromEnv[f.Name] {
 			return
 		}
 		v := e.getenv(envName(f.Name))
@@ -123,6 +130,29 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 		}
 	})
 	return err
+}
+
+// refuseEmpty refuses flags given explicitly as "": an unset shell
+// variable (--to "$OUT") must not turn a copy into an in-place restore, or
+// an act through a server into one on the local data dir.
+func refuseEmpty(fs *flag.FlagSet, names ...string) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil && slices.Contains(names, f.Name) && f.Value.String() == "" {
+			err = &usageError{fmt.Sprintf("--%s must not be empty (leave it out instead)", f.Name)}
+		}
+	})
+	return err
+}
+
+// notFromEnv are the flags that name what one command acts on, not how
+// Silo is deployed: the same name means different things to different
+// commands (SILO_TO would be restore's output file, a move's target and a
+// rollback's version), and a variable left set would redirect a later
+// command silently.
+var notFromEnv = map[string]bool{
+	"to": true, "at": true, "txid": true, "all": true, "tenants": true,
+	"canary": true, "name": true, "strategy": true,
 }
 
 // envAliases are further variables some flags answer to.

@@ -62,6 +62,21 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err := lim.check(); err != nil {
 		return err
 	}
+	switch {
+	case c.ShutdownTimeout <= 0:
+		// Zero would leave no time for the final sync of the catalog and
+		// shared.db to their replicas.
+		return &usageError{"--shutdown-timeout must be positive"}
+	case c.DeletedRetention <= 0:
+		// Zero or less purges every deleted tenant's backup at start, for
+		// good: never what a typo should do.
+		return &usageError{"--deleted-retention must be positive (it is how long undelete stays possible)"}
+	case c.BaseDomain == "":
+		return &usageError{"--base-domain must not be empty"}
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
 	if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
 	}

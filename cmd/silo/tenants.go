@@ -46,6 +46,21 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if len(pos) != n {
 		return &usageError{fmt.Sprintf("tenants %s: want %d argument(s), got %d", sub, n, len(pos))}
 	}
+	if err := refuseEmpty(fs, "server"); err != nil {
+		return err
+	}
+	if sub == "create" {
+		// Before anything opens: a refused create leaves no fleet behind.
+		if err := silo.ValidateNewSlug(pos[0]); err != nil {
+			return &usageError{"tenants create: " + silo.ErrorMessage(err)}
+		}
+		if strategy != "" && !silo.Strategy(strategy).Valid() {
+			return &usageError{fmt.Sprintf("tenants create: --strategy must be one of %v", silo.Strategies)}
+		}
+		if silo.Strategy(strategy).Postgres() && c.Postgres == "" {
+			return &usageError{fmt.Sprintf("tenants create: --strategy %s needs --postgres", strategy)}
+		}
+	}
 	if sub == "move" || sub == "delete" {
 		if sub == "move" && !silo.Strategy(to).Valid() {
 			return &usageError{fmt.Sprintf("tenants move: --to must be one of %v", silo.Strategies)}
@@ -59,6 +74,9 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		// Moves and deletes must be made by the process that serves the
 		// tenant: only it can hold the tenant's requests, and close its
 		// file and backup, before the data changes place or goes.
+		if err := requireDataDir(c.Data); err != nil {
+			return err
+		}
 		unlock, err := lockOrAdvise(c.Data, "act through it: add --server http://HOST:PORT --operator-token TOKEN")
 		if err != nil {
 			return err
@@ -72,14 +90,14 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.Report = sub == "list"
-	if (sub == "create" || sub == "undelete") && !c.Backup {
-		// Runs after the deferred Close below.
-		defer syncCatalogIfStopped(ctx, &c, log)
-	}
+	c.Existing = sub != "create"
 	a, err := openApp(ctx, &c, log)
 	if err != nil {
 		return err
+	}
+	if (sub == "create" || sub == "undelete") && !c.Backup {
+		// Runs after the deferred Close below.
+		defer syncCatalogIfStopped(ctx, &c, log)
 	}
 	defer a.Close(context.WithoutCancel(ctx))
 

@@ -124,8 +124,9 @@ func (c *Config) Check() error {
 		return fmt.Errorf("mix must be read, write or mixed, not %q", c.Mix)
 	case c.Dist != DistUniform && c.Dist != DistZipf:
 		return fmt.Errorf("dist must be uniform or zipf, not %q", c.Dist)
-	case c.Dist == DistZipf && c.ZipfS <= 1:
-		return fmt.Errorf("zipf-s must be greater than 1")
+	case c.Dist == DistZipf && !(c.ZipfS > 1 && c.ZipfS <= 100):
+		// Written so that NaN fails too: with it the sampler never returns.
+		return fmt.Errorf("zipf-s must be greater than 1 and at most 100")
 	case c.MaxOpenTenants < 1:
 		return fmt.Errorf("max-open-tenants must be at least 1")
 	case !c.Placement.Valid():

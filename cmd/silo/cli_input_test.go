@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestCLIRefusesBeforeActing: command-line mistakes are usage errors (exit
+// 2) that change nothing: no data dir, catalog or replica appears, and no
+// tenant is purged. Each used to be accepted, or refused only after a new
+// empty fleet had been made.
+func TestCLIRefusesBeforeActing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	empty := t.TempDir() // exists, holds no fleet
+	missing := filepath.Join(t.TempDir(), "nope")
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		usage bool // a usage error (exit 2), else any error
+	}{
+		{"retention zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "0"}, true},
+		{"retention negative", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "-1h"}, true},
+		{"shutdown timeout zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--shutdown-timeout", "0"}, true},
+		{"empty base domain", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--base-domain", ""}, true},
+		{"negative idle timeout", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--tenant-idle-timeout", "-1s"}, true},
+		{"create bad slug", []string{"tenants", "create", "Acme", "--data", missing}, true},
+		{"create bad strategy", []string{"tenants", "create", "acme", "--strategy", "bogus", "--data", missing}, true},
+		{"create schema without postgres", []string{"tenants", "create", "acme", "--strategy", "schema", "--data", missing}, true},
+		{"create negative quota", []string{"tenants", "create", "acme", "--tenant-max-bytes", "-1", "--data", missing}, true},
+		{"undelete in a missing dir", []string{"tenants", "undelete", "x", "--data", missing}, false},
+		{"delete in a missing dir", []string{"tenants", "delete", "x", "--data", missing}, false},
+		{"delete in an empty dir", []string{"tenants", "delete", "x", "--data", empty}, false},
+		{"move in an empty dir", []string{"tenants", "move", "x", "--to", "shared", "--data", empty}, false},
+		{"migrate an empty dir", []string{"migrate", "--data", empty}, false},
+		{"restore all in an empty dir", []string{"restore", "--all", "--data", empty}, false},
+		{"restore all, no dir, no replica", []string{"restore", "--all", "--data", missing}, false},
+		{"restore one in an empty dir", []string{"restore", "x", "--data", empty}, false},
+		{"canary 100", []string{"migrate", "--canary", "100", "--data", empty}, true},
+		{"negative concurrency", []string{"migrate", "--concurrency", "-1", "--data", empty}, true},
+		{"negative busy timeout", []string{"migrate", "--busy-timeout", "-1s", "--data", empty}, true},
+		{"empty --to", []string{"restore", "x", "--to", "", "--data", empty}, true},
+		{"empty --server", []string{"restore", "x", "--server", "", "--data", empty}, true},
+		{"restore at year 1", []string{"restore", "x", "--at", "0001-01-01T00:00:00Z", "--to", filepath.Join(empty, "c.db"), "--data", empty}, true},
+		{"restore txid 0", []string{"restore", "x", "--txid", "0", "--to", filepath.Join(empty, "c.db"), "--data", empty}, true},
+		{"backup status extra", []string{"backup", "status", "junk", "--data", empty}, true},
+		{"version extra", []string{"version", "extra"}, true},
+		{"bench zipf NaN", []string{"bench", "--zipf-s", "NaN", "--tenants", "5", "--duration", "1s"}, true},
+		{"bench bad flag", []string{"bench", "--bogus"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(ctx, tc.args, noEnv, io.Discard, io.Discard)
+			var ue *usageError
+			switch {
+			case err == nil:
+				t.Fatalf("%v: accepted", tc.args)
+			case tc.usage && !errors.As(err, &ue):
+				t.Fatalf("%v: %v, want a usage error (exit 2)", tc.args, err)
+			}
+			if _, err := os.Stat(missing); !os.IsNotExist(err) {
+				t.Fatalf("%v made the data dir %s", tc.args, missing)
+			}
+			// The lock file of a command that checked for a running
+			// server is no fleet; anything else would be.
+			ents, _ := os.ReadDir(empty)
+			for _, ent := range ents {
+				if ent.Name() != ".silo.lock" {
+					t.Fatalf("%v left %s in an empty data dir", tc.args, ent.Name())
+				}
+			}
+		})
+	}
+}
+
+// TestEnvDoesNotNameTargets: SILO_* variables set how Silo is deployed,
+// never what one command acts on. SILO_TO left set in a shell would make
+// `silo restore SLUG` write a copy instead of restoring in place (or the
+// other way round for a move's target).
+func TestEnvDoesNotNameTargets(t *testing.T) {
+	env := map[string]string{"SILO_TO": "/tmp/elsewhere.db", "SILO_ALL": "true", "SILO_TENANTS": "t1", "SILO_DATA": "/srv/silo"}
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	var to, tenants, data string
+	var all bool
+	fs.StringVar(&to, "to", "", "")
+	fs.StringVar(&tenants, "tenants", "", "")
+	fs.BoolVar(&all, "all", false, "")
+	fs.StringVar(&data, "data", "./data", "")
+	if err := parseFlags(fs, []string{"acme"}, env_(func(k string) string { return env[k] })); err != nil {
+		t.Fatal(err)
+	}
+	if to != "" || tenants != "" || all {
+		t.Fatalf("the environment set --to %q, --tenants %q, --all %v", to, tenants, all)
+	}
+	if data != "/srv/silo" {
+		t.Fatalf("SILO_DATA not applied: --data %q", data)
+	}
+}
+
+func env_(getenv func(string) string) env {
+	return env{getenv: getenv, stdout: io.Discard, stderr: io.Discard}
+}
