@@ -136,7 +136,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 				}
 			}
 		}
-		bg.Go(func() { a.backup.RunMaintenance(bgctx, time.Minute) })
+		bg.Go(func() { a.backup.RunMaintenance(bgctx, 0) })
 	}
 	bg.Go(func() { purgeLoop(bgctx, a, c.DeletedRetention) })
 

@@ -3,7 +3,6 @@ package replication
 import (
 	"context"
 	"database/sql"
-	"github.com/silohq/silo/internal/silo"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -13,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/benbjohnson/litestream"
+	"github.com/silohq/silo/internal/silo"
 
 	_ "modernc.org/sqlite"
 )
@@ -845,5 +847,79 @@ snapshot: {interval: 1h, retention: 24h}
 	txid, err := r.Sync(ctx, path)
 	if err != nil || txid == 0 || !r.Registered(path) {
 		t.Fatalf("after re-registering: txid %d, %v, registered %v", txid, err, r.Registered(path))
+	}
+}
+
+// TestPointInTimeOfColdTenant: a tenant evicted twice within one L1 window
+// leaves its second batch in L0 only. It used to stay there until the
+// tenant's next open, then be merged with everything written by then into
+// one L1 file; once l0-retention dropped the L0 files, a point in time
+// between the batches restored the state before both. MaintainAll now
+// compacts such files at the next boundary, as if they had stayed open.
+func TestPointInTimeOfColdTenant(t *testing.T) {
+	ctx := context.Background()
+	const every = 2 * time.Second
+	r, dataDir := openTenantReplicator(t, `
+levels: [{interval: 2s}]
+l0-retention: 1s
+snapshot: {interval: 1h, retention: 24h}
+`)
+	path := filepath.Join(dataDir, "tenants", "cold.db")
+	mustCreate(t, path)
+	cycle := func(v string) {
+		t.Helper()
+		if err := r.Register(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		app := mustOpenApp(t, path)
+		mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, v)
+		if _, err := r.Sync(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Maintain(ctx, path); err != nil { // as an eviction does
+			t.Fatal(err)
+		}
+		app.Close()
+		if err := r.Unregister(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nextWindow := func() { time.Sleep(time.Until(time.Now().Truncate(every).Add(every + 100*time.Millisecond))) }
+
+	nextWindow()
+	window := time.Now().Truncate(every)
+	cycle("A") // compacts L1 in this window
+	cycle("B") // same window: L1 is not due again, B stays in L0
+	if !time.Now().Truncate(every).Equal(window) {
+		t.Skip("the window ended during the test; timing too tight here")
+	}
+	time.Sleep(200 * time.Millisecond)
+	between := time.Now()
+	nextWindow()
+	if err := r.MaintainAll(ctx); err != nil { // B's window is over: B goes to L1
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	nextWindow()
+	cycle("C")
+	// Past l0-retention, drop the L0 files, as the next compaction would.
+	time.Sleep(1200 * time.Millisecond)
+	dbc, abs, err := r.cfg.Lookup(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := r.clients.forURL(ctx, dbc.replicaURLFor(abs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := litestream.NewCompactor(client, nil).EnforceL0Retention(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "at.db")
+	if err := r.Restore(ctx, "cold.db", out, between, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rows(t, out), []string{"1:A", "2:B"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored as of a point between B and C: %v, want %v", got, want)
 	}
 }

@@ -89,6 +89,14 @@ type entry struct {
 	// pruned: taken out of Replicator.dbs (not registered, nothing left
 	// to remember); whoever locks it afterwards looks the path up again.
 	pruned bool
+	// coldL0: unregistered with transactions in L0 that no L1 file holds
+	// yet (the final sync came after the eviction's compaction, or L1 was
+	// already compacted in this window). MaintainAll compacts them at the
+	// next L1 boundary (compactCold); left for the tenant's next open,
+	// they would be merged with everything written until then into one L1
+	// file, and once l0-retention dropped the L0 files, a point in time
+	// inside that span would restore the state from before it.
+	coldL0 bool
 }
 
 // Keys of entry.done for the retention steps, beside the level numbers.
@@ -176,7 +184,7 @@ func (r *Replicator) lock(path string) *entry {
 // memory, and MaintainAll's walk, grow with every tenant ever opened rather
 // than with the recently used ones. e.mu is held.
 func (r *Replicator) prunable(e *entry, now time.Time) bool {
-	if e.ldb != nil {
+	if e.ldb != nil || e.coldL0 {
 		return false
 	}
 	l1 := now
@@ -280,9 +288,13 @@ func (r *Replicator) Register(ctx context.Context, path string) error {
 // Unregistering a path that is not registered does nothing.
 func (r *Replicator) Unregister(ctx context.Context, path string) error {
 	return r.withRegistered(path, func(e *entry, abs string) error {
-		if _, err := r.store.SyncDB(ctx, abs, true); err != nil {
+		res, err := r.store.SyncDB(ctx, abs, true)
+		if err != nil {
 			return fmt.Errorf("replication: final sync of %s: %w", abs, err)
 		}
+		// MaxLTXFileInfo is the DB's cached view of L1, no listing.
+		l1, err := e.ldb.MaxLTXFileInfo(ctx, 1)
+		e.coldL0 = err != nil || res.ReplicatedTXID > uint64(l1.MaxTXID)
 		// UnregisterDB syncs once more (nothing new: the app is closed),
 		// releases Litestream's read lock and closes its connections. The
 		// last one to close checkpoints the WAL and, thanks to PERSIST_WAL,
@@ -453,6 +465,7 @@ func (r *Replicator) MaintainAll(ctx context.Context) error {
 func (r *Replicator) maintainAll(ctx context.Context, now time.Time) error {
 	r.mu.Lock()
 	paths := make([]string, 0, len(r.dbs))
+	var cold []string
 	for p, e := range r.dbs {
 		if !e.mu.TryLock() {
 			paths = append(paths, p) // busy: Maintain waits for it
@@ -461,6 +474,8 @@ func (r *Replicator) maintainAll(ctx context.Context, now time.Time) error {
 		switch {
 		case e.ldb != nil:
 			paths = append(paths, p)
+		case e.coldL0:
+			cold = append(cold, p)
 		case r.prunable(e, now):
 			e.pruned = true
 			delete(r.dbs, p)
@@ -477,10 +492,66 @@ func (r *Replicator) maintainAll(ctx context.Context, now time.Time) error {
 			errs = append(errs, err)
 		}
 	}
+	for _, p := range cold {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := r.compactCold(ctx, p, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// RunMaintenance calls MaintainAll every interval (the L1 interval if zero)
+// compactCold compacts the L0 files of an unregistered file into L1 once
+// the L1 window they were written in has ended, as Litestream would have
+// if the file had stayed open. It reads and writes only the replica (a
+// Compactor needs no database), under the file's entry lock, so it never
+// overlaps a Register, Maintain or Unregister of the same file; a file
+// registered again meanwhile is left to Maintain.
+func (r *Replicator) compactCold(ctx context.Context, abs string, now time.Time) error {
+	e := r.lock(abs)
+	defer e.mu.Unlock()
+	if e.ldb != nil || !e.coldL0 || len(r.cfg.Levels) < 2 {
+		return nil
+	}
+	l1 := r.cfg.Levels[1]
+	b := l1.PrevCompactionAt(now)
+	if e.done[l1.Level].Equal(b) {
+		return nil // L1 was compacted in this window: wait for its end
+	}
+	dbc, _, err := r.cfg.Lookup(abs)
+	if err != nil {
+		return err
+	}
+	client, err := r.clients.forURL(ctx, dbc.replicaURLFor(abs))
+	if err != nil {
+		return fmt.Errorf("replication: compact %s: %w", abs, err)
+	}
+	c := litestream.NewCompactor(client, r.logger)
+	last, err := c.MaxLTXFileInfo(ctx, l1.Level)
+	if err != nil {
+		return fmt.Errorf("replication: compact %s: %w", abs, err)
+	}
+	if e.done == nil {
+		e.done = map[int]time.Time{}
+	}
+	if last.CreatedAt.After(b) {
+		e.done[l1.Level] = b // made in this window (Litestream's rule too)
+		return nil
+	}
+	if _, err := c.Compact(ctx, l1.Level); err != nil && !errors.Is(err, litestream.ErrNoCompaction) {
+		return fmt.Errorf("replication: compact %s: %w", abs, err)
+	}
+	e.done[l1.Level], e.coldL0 = b, false
+	if err := c.EnforceL0Retention(ctx, r.cfg.L0Retention); err != nil {
+		return fmt.Errorf("replication: L0 retention of %s: %w", abs, err)
+	}
+	return nil
+}
+
+// RunMaintenance calls MaintainAll every interval (the L1 interval if zero:
+// a longer one lets the L1 files of cold tenants span more than a window)
 // until ctx ends, logging errors.
 func (r *Replicator) RunMaintenance(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
