@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/silohq/silo/internal/silo"
 )
 
 // WriteText writes r for people.
@@ -81,13 +83,17 @@ func WriteComparisonText(w io.Writer, c *Comparison) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "scenario\ttenants\tslots\treq/s\tvs ceiling\tp50 ms\tp99 ms\thit ratio\topen p50/p99 ms\terrors\tRSS MB\tfds\t")
 		for _, r := range c.Scenarios {
-			slots := fmt.Sprint(r.MaxOpenTenants)
-			if r.Placement == "shared" {
-				slots = "-"
+			// Placements without a file per tenant open no handles: no
+			// slots, hit ratio or open latency to show (0 would read as
+			// "every request missed").
+			slots, hits, opens := fmt.Sprint(r.MaxOpenTenants), fmt.Sprintf("%.3f", r.Cache.HitRatio),
+				fmt.Sprintf("%.2f/%.2f", r.Cache.OpenLatencyP50, r.Cache.OpenLatencyP99)
+			if r.Placement != "" && r.Placement != string(silo.StrategyDatabase) {
+				slots, hits, opens = "-", "-", "-"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f/%.2f\t%d\t%.0f\t%d\t\n",
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%d\t%.0f\t%d\t\n",
 				r.Scenario, r.Tenants, slots, r.ReqPerSec, r.CeilingRatio, r.Latency.P50, r.Latency.P99,
-				r.Cache.HitRatio, r.Cache.OpenLatencyP50, r.Cache.OpenLatencyP99, r.ErrorCount(), r.Proc.RSSMB, r.Proc.FDs)
+				hits, opens, r.ErrorCount(), r.Proc.RSSMB, r.Proc.FDs)
 		}
 		tw.Flush()
 	}

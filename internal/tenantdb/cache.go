@@ -468,9 +468,12 @@ func (c *Cache) Hold(ctx context.Context, id silo.TenantID, code string) (releas
 			break
 		}
 		c.mu.Unlock()
+		c.holdWaiters.Add(1)
 		select {
 		case <-other.done:
+			c.holdWaiters.Add(-1)
 		case <-ctx.Done():
+			c.holdWaiters.Add(-1)
 			return nil, ctx.Err()
 		}
 	}
@@ -609,7 +612,7 @@ type CacheStats struct {
 	Capacity       int     `json:"capacity"`
 	OpenHandles    int     `json:"open_handles"`
 	Borrowed       int     `json:"borrowed"`
-	HoldWaiters    int64   `json:"hold_waiters"` // requests waiting for a migration, move, restore or delete
+	HoldWaiters    int64   `json:"hold_waiters"` // requests and operations waiting for another's migration, move, restore or delete
 	Closing        int     `json:"closing"`
 	Hits           int64   `json:"hits"`
 	Misses         int64   `json:"misses"`

@@ -173,7 +173,7 @@ func TestDeleteDuringMove(t *testing.T) {
 			<-copied
 			deleted := make(chan error, 1)
 			go func() { deleted <- w.svc.Delete(ctx, slug) }()
-			time.Sleep(50 * time.Millisecond) // the delete reads the tenant and waits for the hold
+			w.waitQueued(t) // the delete reads the tenant and waits for the hold
 			close(resume)
 			if err := <-moved; err != nil {
 				t.Fatalf("move: %v", err)

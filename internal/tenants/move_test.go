@@ -70,6 +70,18 @@ func (w *world) close() {
 	}
 }
 
+// waitQueued waits until a request or an operation waits for a tenant
+// another one holds: the moment a race test lets the holder go on.
+func (w *world) waitQueued(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); w.store.Cache().Stats().HoldWaiters == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing ever waited for the held tenant")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // ctxFor resolves a tenant as a request would.
 func (w *world) ctxFor(t *testing.T, slug string) context.Context {
 	t.Helper()
@@ -169,7 +181,7 @@ func TestOverlappingMoves(t *testing.T) {
 		go func() { _, err := w.svc.Move(ctx, "acme", to); errs <- err }()
 		<-e
 		go func() { _, err := w.svc.Move(ctx, "acme", to); errs <- err }()
-		time.Sleep(200 * time.Millisecond) // the second reads the tenant and waits for the hold
+		w.waitQueued(t) // the second reads the tenant and waits for the hold
 		close(p)
 		var ok, conflict int
 		for range 2 {

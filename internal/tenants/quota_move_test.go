@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/tenantdb"
@@ -60,13 +59,7 @@ func TestQuotaWriteDuringMoveToShared(t *testing.T) {
 	// admitted just before the move took its hold.
 	direct := tenantdb.NewProjectService(w.store)
 	go func() { _, err := direct.CreateProject(write, "during the move"); created <- err }()
-	// Let the move go on only once the write waits for it.
-	for deadline := time.Now().Add(10 * time.Second); w.store.Cache().Stats().HoldWaiters == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the write never waited for the move")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	w.waitQueued(t) // the move goes on only once the write waits for it
 	close(r)
 	if err := <-moved; err != nil {
 		t.Fatalf("move: %v", err)

@@ -93,7 +93,7 @@ func TestRestoreAfterOverlappingMove(t *testing.T) {
 	<-entered
 	restored := make(chan error, 1)
 	go func() { restored <- tenants.NewBackups(w.svc, rep).Restore(ctx, "acme", time.Time{}, 0) }()
-	time.Sleep(200 * time.Millisecond) // the restore reads the tenant and waits for the hold
+	w.waitQueued(t) // the restore reads the tenant and waits for the hold
 	close(proceed)
 	if err := <-moved; err != nil {
 		t.Fatalf("move: %v", err)
