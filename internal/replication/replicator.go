@@ -117,7 +117,7 @@ func New(cfg *Config, logger *slog.Logger) (*Replicator, error) {
 		return nil, err
 	}
 	store := litestream.NewStore(nil, cfg.Levels)
-	store.Logger = logger.With("system", "litestream")
+	store.Logger = slog.New(quiet(logger.Handler())).With("system", "litestream")
 	// The Store compacts, snapshots and enforces retention only for the
 	// databases registered when its timers fire, so tenants that were open
 	// briefly would never be compacted, and its monitors race UnregisterDB.
@@ -585,4 +585,33 @@ func RemoveLocalState(path string) error {
 		return err
 	}
 	return nil
+}
+
+// quiet passes Litestream's warnings and errors on to h, and its info
+// records only when h takes debug ones: at info Litestream logs every
+// compaction of every tenant ("compaction complete", each 30 s per open
+// file), which would drown Silo's own log. --log-level debug shows them.
+func quiet(h slog.Handler) slog.Handler {
+	min := slog.LevelWarn
+	if h.Enabled(context.Background(), slog.LevelDebug) {
+		min = slog.LevelDebug
+	}
+	return &levelFloor{Handler: h, min: min}
+}
+
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f *levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+func (f *levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	return &levelFloor{Handler: f.Handler.WithAttrs(as), min: f.min}
+}
+
+func (f *levelFloor) WithGroup(name string) slog.Handler {
+	return &levelFloor{Handler: f.Handler.WithGroup(name), min: f.min}
 }
