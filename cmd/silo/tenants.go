@@ -46,6 +46,9 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if len(pos) != n {
 		return &usageError{fmt.Sprintf("tenants %s: want %d argument(s), got %d", sub, n, len(pos))}
 	}
+	if sub != "create" && n > 0 {
+		pos[0] = slugArg(pos[0])
+	}
 	if err := refuseEmpty(fs, "server"); err != nil {
 		return err
 	}
