@@ -163,8 +163,9 @@ func exclusiveStore(t *testing.T, cfg tenantdb.Config) (*tenantdb.Store, *tenant
 }
 
 // TestOpenMissingTenantFile: without backups, a tenant whose file is gone
-// (deleted behind the catalog's back) answers "no such tenant", and the
-// open creates no file.
+// (deleted behind the catalog's back) answers 503 tenant_unavailable: its
+// data is lost, which "no such tenant" (as it answered before) would hide
+// from the client and the operator alike. The open creates no file.
 func TestOpenMissingTenantFile(t *testing.T) {
 	store, projects, tenant := exclusiveStore(t, tenantdb.Config{Cache: tenantdb.CacheConfig{Capacity: 2}})
 	a := tenant("a")
@@ -180,8 +181,8 @@ func TestOpenMissingTenantFile(t *testing.T) {
 		}
 	}
 	_, _, err := projects.Projects(a, silo.Page{Limit: 10}, silo.ProjectFilter{})
-	if silo.ErrorCode(err) != silo.ETENANTNOTFOUND {
-		t.Fatalf("tenant without a file: %v; want %s", err, silo.ETENANTNOTFOUND)
+	if silo.ErrorCode(err) != silo.ESTORAGE {
+		t.Fatalf("tenant without a file: %v; want %s", err, silo.ESTORAGE)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("the open created the file: %v", err)

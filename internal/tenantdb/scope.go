@@ -141,6 +141,13 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, silo.Strat
 		switch p {
 		case silo.StrategyDatabase:
 			db, release, err = s.cache.Acquire(ctx, t.ID)
+			if silo.ErrorCode(err) == silo.ETENANTNOTFOUND && s.cfg.Backup == nil && s.placement(t) == p && !s.isDeleted(t) {
+				// The catalog serves the tenant but its file is gone and
+				// there is no backup to bring it back: data lost, not a
+				// tenant that does not exist. Say so (503) and log it.
+				s.log.Error("tenant file missing, and backups are off", "tenant", t.Slug, "id", t.ID)
+				err = silo.Errorf(silo.ESTORAGE, "The tenant's data is unavailable; retry later.")
+			}
 			if silo.ErrorCode(err) == silo.ETENANTNOTFOUND && s.cfg.Backup != nil && s.placement(t) == p {
 				// The catalog knows the tenant but its file is gone: a
 				// new machine or an empty data dir. Restore it, once.
