@@ -140,7 +140,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	if c.Existing {
 		if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) {
 			closeBackup(ctx, rep, "")
-			return nil, fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream)", c.Data)
+			return nil, noCatalog(c)
 		}
 	}
 	cat, err := catalog.Open(ctx, catPath, sqlite.Options{Durability: dur})
@@ -259,4 +259,13 @@ func (a *app) handler(cfg server.Config) http.Handler {
 		deps.Backups = tenants.NewBackups(a.tenants, a.backup)
 	}
 	return server.New(cfg, deps)
+}
+
+// noCatalog is the error of a command that needs a fleet where there is
+// none: it names what was looked at.
+func noCatalog(c *Config) error {
+	if c.NoBackup {
+		return fmt.Errorf("no catalog in %s (check --data; with backups on, it would be restored from its replica)", c.Data)
+	}
+	return fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream)", c.Data)
 }

@@ -110,7 +110,7 @@ func openCatalog(ctx context.Context, c *Config, log *slog.Logger) (*catalog.Cat
 	}
 	path := filepath.Join(c.Data, "catalog.db")
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream): %w", c.Data, err)
+		return nil, noCatalog(c)
 	}
 	return catalog.Open(ctx, path, sqlite.Options{Durability: dur})
 }
