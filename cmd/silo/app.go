@@ -265,7 +265,9 @@ func (a *app) handler(cfg server.Config) http.Handler {
 // none: it names what was looked at.
 func noCatalog(c *Config) error {
 	if c.NoBackup {
-		return fmt.Errorf("no catalog in %s (check --data; with backups on, it would be restored from its replica)", c.Data)
+		return fmt.Errorf("%w in %s (check --data; with backups on, it would be restored from its replica)", errNoCatalog, c.Data)
 	}
-	return fmt.Errorf("no catalog in %s, and none in its replica (check --data and --litestream)", c.Data)
+	return fmt.Errorf("%w in %s, and none in its replica (check --data and --litestream)", errNoCatalog, c.Data)
 }
+
+var errNoCatalog = errors.New("no catalog")

@@ -252,6 +252,14 @@ func TestDisasterRecovery(t *testing.T) {
 			t.Fatal(st)
 		}
 	}
+	st, body = call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"doomed"}`)
+	if st != 201 {
+		t.Fatal(st, body)
+	}
+	doomedID := body["tenant"].(map[string]any)["id"].(string)
+	if st, _ := call(t, "POST", url+"/api/projects", "doomed.localhost", body["token"].(string), `{"name":"x"}`); st != 201 {
+		t.Fatal(st)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -263,13 +271,27 @@ func TestDisasterRecovery(t *testing.T) {
 		t.Fatalf("after recovery: %d %v", st, body)
 	}
 	stop()
-	// All at once, on a machine with no data dir yet: restore --all makes it.
-	newMachine := filepath.Join(t.TempDir(), "data")
-	if err := run(context.Background(), []string{"restore", "--all", "--data", newMachine, "--litestream", yml}, noEnv, io.Discard, io.Discard); err != nil {
-		t.Fatalf("restore --all into a data dir yet to be made: %v", err)
+	// All at once, on a machine with no data dir yet: restore --all makes
+	// it. One tenant's backup is lost: that one fails, and the dir, which
+	// holds the catalog and the other tenant, stays (it used to be removed
+	// on any error, restored data and all).
+	if err := os.RemoveAll(filepath.Join(replica, "tenants", doomedID+".db")); err != nil {
+		t.Fatal(err)
 	}
-	if got := len(tenantFiles(t, newMachine)); got != 1 {
-		t.Fatalf("restore --all brought back %d tenant files, want 1", got)
+	newMachine := filepath.Join(t.TempDir(), "data")
+	err := run(context.Background(), []string{"restore", "--all", "--data", newMachine, "--litestream", yml}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "could not be restored") {
+		t.Fatalf("restore --all with one backup lost: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(newMachine, "catalog.db")); err != nil {
+		t.Fatalf("the restored catalog is gone: %v", err)
+	}
+	files := tenantFiles(t, newMachine)
+	if _, err := os.Stat(files["phoenix"]); err != nil {
+		t.Fatalf("phoenix's restored file is gone: %v", err)
+	}
+	if _, err := os.Stat(files["doomed"]); !os.IsNotExist(err) {
+		t.Fatalf("the tenant whose backup was lost has a file: %v", err)
 	}
 }
 
@@ -453,10 +475,14 @@ func TestBackupOfWrittenFiles(t *testing.T) {
 	}
 	// Points that are none: the zero time and txid 0 used to mean "the
 	// latest" when given explicitly (200, the newest state restored).
-	for _, body := range []string{`{"at":"0001-01-01T00:00:00Z"}`, `{"txid":0}`, `{"at":"2999-01-01T00:00:00Z"}`, `{"at":null}`} {
+	for _, body := range []string{`{"at":"0001-01-01T00:00:00Z"}`, `{"txid":0}`, `{"at":"2999-01-01T00:00:00Z"}`, `{"at":null}`, `{"at":""}`} {
 		if st, b := call(t, "POST", url+"/api/operator/tenants/rewind/restore", "localhost", "op", body); st != 400 {
 			t.Errorf("restore %s: %d %v, want 400", body, st, b)
 		}
+	}
+	// What older CLIs send for "the latest" still means it.
+	if st, b := call(t, "POST", url+"/api/operator/tenants/rewind/restore", "localhost", "op", `{"at":"","txid":0}`); st != 200 {
+		t.Errorf("restore of the latest as older CLIs ask for it: %d %v", st, b)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

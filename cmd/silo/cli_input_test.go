@@ -20,6 +20,7 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 	defer cancel()
 	empty := t.TempDir() // exists, holds no fleet
 	missing := filepath.Join(t.TempDir(), "nope")
+	nested := filepath.Join(missing, "a", "b") // restore --all must not leave missing/a behind
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -29,6 +30,12 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 		{"retention negative", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "-1h"}, true},
 		{"shutdown timeout zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--shutdown-timeout", "0"}, true},
 		{"empty base domain", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--base-domain", ""}, true},
+		{"base domain with a port", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--base-domain", "localhost:8080"}, true},
+		{"base domain with a space", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--base-domain", "Local Host"}, true},
+		{"base domain a dot", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--base-domain", "."}, true},
+		{"create invisible name", []string{"tenants", "create", "acme", "--name", "\u200b", "--data", missing}, true},
+		{"create empty strategy", []string{"tenants", "create", "acme", "--strategy", "", "--data", missing}, true},
+		{"server not http", []string{"tenants", "delete", "x", "--server", "ftp://127.0.0.1:1", "--data", missing}, true},
 		{"negative idle timeout", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--tenant-idle-timeout", "-1s"}, true},
 		{"create bad slug", []string{"tenants", "create", "Acme", "--data", missing}, true},
 		{"create bad strategy", []string{"tenants", "create", "acme", "--strategy", "bogus", "--data", missing}, true},
@@ -41,6 +48,7 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 		{"migrate an empty dir", []string{"migrate", "--data", empty}, false},
 		{"restore all in an empty dir", []string{"restore", "--all", "--data", empty}, false},
 		{"restore all, no dir, no replica", []string{"restore", "--all", "--data", missing}, false},
+		{"restore all, no dirs, no replica", []string{"restore", "--all", "--data", nested}, false},
 		{"restore one in an empty dir", []string{"restore", "x", "--data", empty}, false},
 		{"canary 100", []string{"migrate", "--canary", "100", "--data", empty}, true},
 		{"negative concurrency", []string{"migrate", "--concurrency", "-1", "--data", empty}, true},

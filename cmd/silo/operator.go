@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -51,6 +52,9 @@ func operatorRequest(ctx context.Context, client *http.Client, method, base, tok
 	}
 	if !strings.Contains(base, "://") {
 		base = "http://" + base // --server 127.0.0.1:8080, as one would type it
+	}
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &usageError{fmt.Sprintf("--server %q: want http://HOST:PORT, https://HOST or HOST:PORT", base)}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, rd)
 	if err != nil {

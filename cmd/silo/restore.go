@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +20,7 @@ import (
 
 // runRestore is `silo restore SLUG [--at T | --txid N] [--to FILE]` and
 // `silo restore --all`.
-func runRestore(ctx context.Context, e env, args []string) (rerr error) {
+func runRestore(ctx context.Context, e env, args []string) error {
 	var c Config
 	var at, to, serverURL string
 	var txid uint64
@@ -108,30 +109,31 @@ func runRestore(ctx context.Context, e env, args []string) (rerr error) {
 	if all {
 		advice = "it restores each missing tenant on its first request (stop it to restore them all at once)"
 	}
+	made := "" // the outermost directory this command made, if any
 	if all {
 		// Disaster recovery on a new machine: the data dir may not exist
-		// yet, only the replica (elsewhere, per --litestream). Made here,
-		// it goes again if nothing could be restored into it.
-		if _, err := os.Stat(c.Data); errors.Is(err, os.ErrNotExist) {
+		// yet, only the replica (elsewhere, per --litestream).
+		if made = firstMissing(c.Data); made != "" {
 			if err := os.MkdirAll(c.Data, 0o700); err != nil {
 				return err
 			}
-			defer func() {
-				if rerr != nil {
-					os.RemoveAll(c.Data)
-				}
-			}()
 		}
 	} else if err := requireDataDir(c.Data); err != nil {
 		return err
 	}
 	unlock, err := lockOrAdvise(c.Data, advice)
 	if err != nil {
-		return err
+		return err // a server took the dir meanwhile: it is not ours to remove
 	}
 	defer unlock()
 	c.Backup, c.Existing = true, true
 	a, err := openApp(ctx, &c, log)
+	if errors.Is(err, errNoCatalog) && made != "" {
+		// Nothing to restore: take back the directories this made. Only
+		// then: once the catalog is back, the dir holds restored data
+		// even if some tenants fail.
+		os.RemoveAll(made)
+	}
 	if err != nil {
 		return err
 	}
@@ -252,4 +254,19 @@ func restoreBody(at *string, txid *uint64) map[string]any {
 		body["txid"] = *txid
 	}
 	return body
+}
+
+// firstMissing is the outermost directory of path that does not exist ("" if
+// path exists): what MkdirAll(path) would make.
+func firstMissing(path string) string {
+	top := ""
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			return top
+		}
+		top = p
+		if filepath.Dir(p) == p {
+			return top
+		}
+	}
 }

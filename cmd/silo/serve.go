@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,8 +72,8 @@ func runServe(ctx context.Context, e env, args []string) error {
 		// Zero or less purges every deleted tenant's backup at start, for
 		// good: never what a typo should do.
 		return &usageError{"--deleted-retention must be positive (it is how long undelete stays possible)"}
-	case c.BaseDomain == "":
-		return &usageError{"--base-domain must not be empty"}
+	case !validDomain(c.BaseDomain):
+		return &usageError{fmt.Sprintf("--base-domain %q is not a domain name (such as example.com or localhost, without a port)", c.BaseDomain)}
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -212,4 +213,26 @@ func purgeLoop(ctx context.Context, a *app, retention time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// validDomain reports whether d is a DNS name requests can carry in Host:
+// dot-separated labels of 1-63 letters, digits and hyphens, no hyphen at
+// either end of a label, 253 characters at most; a trailing dot is allowed.
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

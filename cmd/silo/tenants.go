@@ -49,13 +49,18 @@ func runTenants(ctx context.Context, e env, args []string) error {
 	if sub != "create" && n > 0 {
 		pos[0] = slugArg(pos[0])
 	}
-	if err := refuseEmpty(fs, "server"); err != nil {
+	if err := refuseEmpty(fs, "server", "strategy"); err != nil {
 		return err
 	}
 	if sub == "create" {
 		// Before anything opens: a refused create leaves no fleet behind.
 		if err := silo.ValidateNewSlug(pos[0]); err != nil {
 			return &usageError{"tenants create: " + silo.ErrorMessage(err)}
+		}
+		if name != "" {
+			if _, err := silo.CleanText(name, "name", silo.EINVALIDNAME); err != nil {
+				return &usageError{"tenants create: --name: " + silo.ErrorMessage(err)}
+			}
 		}
 		if strategy != "" && !silo.Strategy(strategy).Valid() {
 			return &usageError{fmt.Sprintf("tenants create: --strategy must be one of %v", silo.Strategies)}

@@ -923,3 +923,69 @@ snapshot: {interval: 1h, retention: 24h}
 		t.Fatalf("restored as of a point between B and C: %v, want %v", got, want)
 	}
 }
+
+// TestColdCompactionKeepsLocalStateInStep: cold compaction's L0 retention
+// deletes Litestream's local copy of each L0 file with the remote one. It
+// used to delete the remote file only, and nothing ever removed the local
+// copy again: a churning tenant's local state grew without bound.
+func TestColdCompactionKeepsLocalStateInStep(t *testing.T) {
+	ctx := context.Background()
+	const every = 2 * time.Second
+	r, dataDir := openTenantReplicator(t, `
+levels: [{interval: 2s}]
+l0-retention: 1s
+snapshot: {interval: 1h, retention: 24h}
+`)
+	path := filepath.Join(dataDir, "tenants", "churn.db")
+	mustCreate(t, path)
+	n := 0
+	cycle := func() {
+		t.Helper()
+		if err := r.Register(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		app := mustOpenApp(t, path)
+		n++
+		mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, n)
+		if _, err := r.Sync(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Maintain(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		app.Close()
+		if err := r.Unregister(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		time.Sleep(time.Until(time.Now().Truncate(every).Add(every + 100*time.Millisecond)))
+		cycle()
+		cycle()
+		time.Sleep(time.Until(time.Now().Truncate(every).Add(every + 100*time.Millisecond)))
+		if err := r.MaintainAll(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(dir string) map[string]bool {
+		ents, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		m := map[string]bool{}
+		for _, e := range ents {
+			m[e.Name()] = true
+		}
+		return m
+	}
+	local := names(filepath.Join(localStateDir(path), "ltx", "0"))
+	remote := names(filepath.Join(dataDir, "replica", "tenants", "churn.db", "ltx", "0"))
+	if len(remote) >= 2*3 {
+		t.Fatalf("L0 retention removed nothing remotely: %d files", len(remote))
+	}
+	for name := range local {
+		if !remote[name] {
+			t.Errorf("local L0 file %s has no remote copy: left behind by retention", name)
+		}
+	}
+}

@@ -23,16 +23,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/benbjohnson/litestream"
 	"github.com/benbjohnson/litestream/file"
+	"github.com/superfly/ltx"
 )
 
 // AppDSNParams is the DSN query string for the app's handles on replicated
@@ -529,6 +532,19 @@ func (r *Replicator) compactCold(ctx context.Context, abs string, now time.Time)
 		return fmt.Errorf("replication: compact %s: %w", abs, err)
 	}
 	c := litestream.NewCompactor(client, r.logger)
+	// Litestream's local copies of the LTX files, as litestream.DB sets
+	// them: compaction reads the local copy when there is one, and L0
+	// retention must delete it along with the remote file, or the local
+	// copy is never removed.
+	c.LocalFileOpener = func(level int, minTXID, maxTXID ltx.TXID) (io.ReadCloser, error) {
+		return os.Open(localLTXPath(abs, level, minTXID, maxTXID))
+	}
+	c.LocalFileDeleter = func(level int, minTXID, maxTXID ltx.TXID) error {
+		if err := os.Remove(localLTXPath(abs, level, minTXID, maxTXID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
 	last, err := c.MaxLTXFileInfo(ctx, l1.Level)
 	if err != nil {
 		return fmt.Errorf("replication: compact %s: %w", abs, err)
@@ -578,13 +594,23 @@ func (r *Replicator) RunMaintenance(ctx context.Context, interval time.Duration)
 // path (the .<file>-litestream directory). The file must not be registered.
 // Use it when deleting a tenant, or to force a fresh snapshot.
 func RemoveLocalState(path string) error {
-	// The layout litestream.NewDB uses; NewDB itself would register metrics.
-	dir, name := filepath.Split(path)
-	meta := filepath.Join(dir, "."+name+litestream.MetaDirSuffix)
-	if err := os.RemoveAll(meta); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.RemoveAll(localStateDir(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// localStateDir is where Litestream keeps its state beside the database at
+// path: the layout litestream.NewDB uses (NewDB itself would register
+// metrics).
+func localStateDir(path string) string {
+	dir, name := filepath.Split(path)
+	return filepath.Join(dir, "."+name+litestream.MetaDirSuffix)
+}
+
+// localLTXPath is Litestream's local copy of an LTX file (DB.LTXPath).
+func localLTXPath(path string, level int, minTXID, maxTXID ltx.TXID) string {
+	return filepath.Join(localStateDir(path), "ltx", strconv.Itoa(level), ltx.FormatFilename(minTXID, maxTXID))
 }
 
 // quiet passes Litestream's warnings and errors on to h, and its info

@@ -56,10 +56,14 @@ func (r *Replicator) replicaClient(ctx context.Context, name string) (litestream
 // 1 h files) and fail with "transaction not available" when no file ends at
 // or before the target.
 func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error {
-	client, _, err := r.replicaClient(ctx, name)
+	client, abs, err := r.replicaClient(ctx, name)
 	if err != nil {
 		return err
 	}
+	// No cold compaction of this file while the restore reads its files:
+	// L0 retention could delete one the restore planned to read.
+	e := r.lock(abs)
+	defer e.mu.Unlock()
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = out
 	opt.Timestamp = at
@@ -158,11 +162,16 @@ func (r *Replicator) DeleteReplica(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if r.Registered(abs) {
+	// Under the file's lock, so that no cold compaction writes an L1 file
+	// into the replica after it is gone.
+	e := r.lock(abs)
+	defer e.mu.Unlock()
+	if e.ldb != nil {
 		return fmt.Errorf("replication: %s is registered; unregister it first", abs)
 	}
 	if err := client.DeleteAll(ctx); err != nil {
 		return fmt.Errorf("replication: delete replica of %s: %w", name, err)
 	}
+	e.coldL0, e.done = false, nil
 	return nil
 }

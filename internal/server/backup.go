@@ -61,6 +61,11 @@ func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if req.At != nil && *req.At == "" && req.TXID != nil && *req.TXID == 0 {
+		// What `silo restore --server` sent for "the latest" before it
+		// sent only the fields given: keep older CLIs working.
+		req.At, req.TXID = nil, nil
+	}
 	at, txid, err := tenants.ParsePoint(req.At, req.TXID)
 	if err != nil {
 		s.writeError(w, r, err)

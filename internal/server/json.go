@@ -231,6 +231,13 @@ func pageFromQuery(r *http.Request) (silo.Page, error) {
 	if err != nil {
 		return silo.Page{}, silo.Errorf(silo.EINVALID, "Malformed query string.")
 	}
+	// Given twice, a proxy and Silo could each read another one.
+	if len(q["limit"]) > 1 {
+		return silo.Page{}, silo.Errorf(silo.EINVALIDLIMIT, "Give limit once.")
+	}
+	if len(q["cursor"]) > 1 {
+		return silo.Page{}, silo.Errorf(silo.EINVALIDCURSOR, "Give cursor once.")
+	}
 	p := silo.Page{Cursor: q.Get("cursor")}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -87,10 +87,12 @@ func CleanText(s, field, code string) (string, error) {
 		switch {
 		case unicode.IsControl(r):
 			return "", Errorf(code, "The %s must not contain control characters.", field)
-		case bidiControl(r):
+		case bidiOverride(r):
 			// They reorder what a reader sees around them (the "Trojan
-			// Source" trick): a name would read as another.
-			return "", Errorf(code, "The %s must not contain bidirectional control characters.", field)
+			// Source" trick): a name would read as another. The marks
+			// (LRM, RLM, ALM) stay allowed: right-to-left text needs them,
+			// and they move no more than the neutral characters beside them.
+			return "", Errorf(code, "The %s must not contain bidirectional override or isolate characters.", field)
 		case !invisible(r):
 			visible = true
 		}
@@ -101,16 +103,16 @@ func CleanText(s, field, code string) (string, error) {
 	return s, nil
 }
 
-func bidiControl(r rune) bool {
+func bidiOverride(r rune) bool {
 	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
 }
 
-// invisible: spaces, format characters (zero-width space, soft hyphen,
-// byte order mark) and the letters and symbols that render blank.
+// invisible: spaces and Unicode's default-ignorable code points (format
+// characters such as the zero-width space, soft hyphen and byte order
+// mark; variation selectors; the Hangul fillers, the combining grapheme
+// joiner and the other characters Unicode says render as nothing), and
+// the braille blank.
 func invisible(r rune) bool {
-	switch r {
-	case 0x115F, 0x1160, 0x2800, 0x3164, 0xFFA0: // Hangul fillers, braille blank
-		return true
-	}
-	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r)
+	return unicode.IsSpace(r) || r == 0x2800 ||
+		unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }

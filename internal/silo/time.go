@@ -11,7 +11,9 @@ import (
 // RFC 3339 does not: another client or proxy reading the same value would
 // refuse it or read another time.
 func ParseTime(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
+	// RFC 3339 allows a lowercase "t" and "z", Go's parser does not; the
+	// rest of a valid time is digits and punctuation, which ToUpper keeps.
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(s))
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -19,6 +19,7 @@ func TestParseTimeStrict(t *testing.T) {
 		"2026-01-01 00:00:00Z":        false,
 		"2026-01-01T00:00:00":         false,
 		"2026-01-01T00:00:00.5+01:00": true,
+		"2026-01-01t00:00:00z":        true,
 	} {
 		if _, err := silo.ParseTime(s); (err == nil) != ok {
 			t.Errorf("ParseTime(%q): %v, want ok=%v", s, err, ok)
