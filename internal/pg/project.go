@@ -48,7 +48,7 @@ func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project,
 	err := s.e.withScope(ctx, func(sc *scope) error {
 		row, err := sc.q.GetProject(ctx, pgsql.GetProjectParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		p = projectFromRow(row)
 		return nil
@@ -107,7 +107,7 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 		if isUnique(err) {
 			return silo.Errorf(silo.ECONFLICT, "A project named %q exists.", arg.Name.String)
 		} else if err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		p = projectFromRow(row)
 		return nil
@@ -132,17 +132,11 @@ func projectFromRow(r pgsql.Project) *silo.Project {
 	return &silo.Project{ID: r.ID, Name: r.Name, Archived: r.Archived, CreatedAt: fromMilli(r.CreatedAt), UpdatedAt: fromMilli(r.UpdatedAt)}
 }
 
-// notFound names what was not found; other errors pass through.
+// notFound says what (capitalized: "Project") was not found; other errors
+// pass through.
 func notFound(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
-		return silo.Errorf(silo.ENOTFOUND, "%s not found.", capitalize(what))
+		return silo.Errorf(silo.ENOTFOUND, "%s not found.", what)
 	}
 	return err
-}
-
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }

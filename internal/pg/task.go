@@ -28,7 +28,7 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.
 		// (tenant_id, project_id) would refuse another tenant's project
 		// too, but as a constraint error; this answers ENOTFOUND.
 		if _, err := sc.q.GetProject(ctx, pgsql.GetProjectParams{TenantID: sc.tenantID, ID: projectID}); err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		now := nowMilli()
 		row, err := sc.q.CreateTask(ctx, pgsql.CreateTaskParams{
@@ -53,7 +53,7 @@ func (s *TaskService) Task(ctx context.Context, id string) (*silo.Task, error) {
 	err := s.e.withScope(ctx, func(sc *scope) error {
 		row, err := sc.q.GetTask(ctx, pgsql.GetTaskParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
-			return notFound(err, "task")
+			return notFound(err, "Task")
 		}
 		t = taskFromRow(row)
 		return nil
@@ -71,7 +71,7 @@ func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Pag
 	var next string
 	err = s.e.withScope(ctx, func(sc *scope) error {
 		if _, err := sc.q.GetProject(ctx, pgsql.GetProjectParams{TenantID: sc.tenantID, ID: projectID}); err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		rows, err := sc.q.ListTasks(ctx, pgsql.ListTasksParams{TenantID: sc.tenantID, ProjectID: projectID, After: after, MaxRows: limit + 1})
 		if err != nil {
@@ -112,7 +112,7 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 		arg.TenantID = sc.tenantID
 		row, err := sc.q.UpdateTask(ctx, arg)
 		if err != nil {
-			return notFound(err, "task")
+			return notFound(err, "Task")
 		}
 		t = taskFromRow(row)
 		return nil

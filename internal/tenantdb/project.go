@@ -43,7 +43,7 @@ func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project,
 	err := s.store.withScope(ctx, func(sc *scope) error {
 		row, err := sc.q.GetProject(ctx, tenantsql.GetProjectParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		p = projectFromRow(row)
 		return nil
@@ -102,7 +102,7 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 		if sqlite.IsUnique(err) {
 			return silo.Errorf(silo.ECONFLICT, "A project named %q exists.", arg.Name.String)
 		} else if err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		p = projectFromRow(row)
 		return nil
@@ -127,17 +127,11 @@ func projectFromRow(r tenantsql.Project) *silo.Project {
 	return &silo.Project{ID: r.ID, Name: r.Name, Archived: r.Archived != 0, CreatedAt: fromMilli(r.CreatedAt), UpdatedAt: fromMilli(r.UpdatedAt)}
 }
 
-// notFound names what was not found; other errors pass through.
+// notFound says what (capitalized: "Project") was not found; other errors
+// pass through.
 func notFound(err error, what string) error {
 	if silo.ErrorCode(sqlite.FormatError(err)) == silo.ENOTFOUND {
-		return silo.Errorf(silo.ENOTFOUND, "%s not found.", capitalize(what))
+		return silo.Errorf(silo.ENOTFOUND, "%s not found.", what)
 	}
 	return err
-}
-
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }

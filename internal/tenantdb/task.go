@@ -27,7 +27,7 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.
 		// accept another tenant's project id in a shared file.
 		return sc.tx(ctx, func(q *tenantsql.Queries) error {
 			if _, err := q.GetProject(ctx, tenantsql.GetProjectParams{TenantID: sc.tenantID, ID: projectID}); err != nil {
-				return notFound(err, "project")
+				return notFound(err, "Project")
 			}
 			now := nowMilli()
 			row, err := q.CreateTask(ctx, tenantsql.CreateTaskParams{
@@ -47,7 +47,7 @@ func (s *TaskService) Task(ctx context.Context, id string) (*silo.Task, error) {
 	err := s.store.withScope(ctx, func(sc *scope) error {
 		row, err := sc.q.GetTask(ctx, tenantsql.GetTaskParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {
-			return notFound(err, "task")
+			return notFound(err, "Task")
 		}
 		t = taskFromRow(row)
 		return nil
@@ -65,7 +65,7 @@ func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Pag
 	var next string
 	err = s.store.withScope(ctx, func(sc *scope) error {
 		if _, err := sc.q.GetProject(ctx, tenantsql.GetProjectParams{TenantID: sc.tenantID, ID: projectID}); err != nil {
-			return notFound(err, "project")
+			return notFound(err, "Project")
 		}
 		rows, err := sc.q.ListTasks(ctx, tenantsql.ListTasksParams{TenantID: sc.tenantID, ProjectID: projectID, After: after, Limit: limit + 1})
 		if err != nil {
@@ -106,7 +106,7 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 		arg.TenantID = sc.tenantID
 		row, err := sc.q.UpdateTask(ctx, arg)
 		if err != nil {
-			return notFound(err, "task")
+			return notFound(err, "Task")
 		}
 		t = taskFromRow(row)
 		return nil
