@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,7 +46,6 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 		{"delete in a missing dir", []string{"tenants", "delete", "x", "--data", missing}, false},
 		{"delete in an empty dir", []string{"tenants", "delete", "x", "--data", empty}, false},
 		{"move in an empty dir", []string{"tenants", "move", "x", "--to", "shared", "--data", empty}, false},
-		{"migrate an empty dir", []string{"migrate", "--data", empty}, false},
 		{"restore all in an empty dir", []string{"restore", "--all", "--data", empty}, false},
 		{"restore all, no dir, no replica", []string{"restore", "--all", "--data", missing}, false},
 		{"restore all, no dirs, no replica", []string{"restore", "--all", "--data", nested}, false},
@@ -83,6 +83,29 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMigrateEmptyDir: "silo migrate && silo serve" on a first deploy's
+// empty volume succeeds and makes nothing: there is no fleet to migrate
+// yet, and an empty catalog would hide a backup from the next start.
+func TestMigrateEmptyDir(t *testing.T) {
+	empty := t.TempDir()
+	var stderr syncBuffer
+	if err := run(context.Background(), []string{"migrate", "--data", empty}, noEnv, io.Discard, &stderr); err != nil {
+		t.Fatalf("migrate on an empty data dir: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "nothing to migrate") {
+		t.Fatalf("migrate on an empty data dir said: %q", stderr.String())
+	}
+	ents, _ := os.ReadDir(empty)
+	for _, ent := range ents {
+		if ent.Name() != ".silo.lock" {
+			t.Fatalf("migrate on an empty data dir made %s", ent.Name())
+		}
+	}
+	if err := run(context.Background(), []string{"migrate", "status", "--data", empty}, noEnv, io.Discard, io.Discard); err == nil {
+		t.Fatal("migrate status reported on a data dir with no fleet")
 	}
 }
 

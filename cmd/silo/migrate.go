@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -80,6 +81,13 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 	c.MaxOpenTenants, c.DefaultStrategy = 1, "database"
 	c.Existing = true
 	a, err := openApp(ctx, &c, log)
+	if errors.Is(err, errNoCatalog) && sub == "up" {
+		// A first deploy that runs "silo migrate && silo serve" on an empty
+		// volume: nothing to migrate, and nothing is made (an empty
+		// catalog here would hide a backup from the next start).
+		fmt.Fprintf(e.stderr, "silo: no fleet in %s yet (no catalog, and none in its replica): nothing to migrate\n", c.Data)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
