@@ -43,7 +43,7 @@ func runRestore(ctx context.Context, e env, args []string) error {
 		return &usageError{"restore: want one SLUG, or --all"}
 	}
 	if len(pos) == 1 {
-		pos[0] = slugArg(pos[0])
+		pos[0] = silo.LowerASCII(pos[0])
 	}
 	if all && (at != "" || txid != 0 || to != "") {
 		return &usageError{"restore --all brings back the latest state of every missing file; --at, --txid and --to are for one SLUG"}

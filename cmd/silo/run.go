@@ -132,20 +132,6 @@ func parseFlags(fs *flag.FlagSet, args []string, e env) error {
 	return err
 }
 
-// slugArg is a tenant named on the command line, as the operator API and
-// Host resolution take it: slugs are lowercase, and an uppercase ASCII
-// letter names the same tenant (only ASCII: "K", the Kelvin sign, is no
-// "k").
-func slugArg(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
-}
-
 // refuseEmpty refuses flags given explicitly as "": an unset shell
 // variable (--to "$OUT") must not turn a copy into an in-place restore, or
 // an act through a server into one on the local data dir.

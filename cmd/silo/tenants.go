@@ -47,7 +47,7 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		return &usageError{fmt.Sprintf("tenants %s: want %d argument(s), got %d", sub, n, len(pos))}
 	}
 	if sub != "create" && n > 0 {
-		pos[0] = slugArg(pos[0])
+		pos[0] = silo.LowerASCII(pos[0])
 	}
 	if err := refuseEmpty(fs, "server", "strategy"); err != nil {
 		return err

@@ -54,7 +54,7 @@ func runTokens(ctx context.Context, e env, args []string) error {
 		defer syncCatalogIfStopped(ctx, &c, log) // after the deferred Close below
 	}
 	defer cat.Close()
-	t, err := cat.TenantBySlugAnyStatus(ctx, slugArg(pos[0]))
+	t, err := cat.TenantBySlugAnyStatus(ctx, silo.LowerASCII(pos[0]))
 	if err != nil {
 		return err
 	}

@@ -37,8 +37,8 @@ func ResolveHost(host, baseDomain string) (slug string, isBase bool, err error) 
 	if bracketed { // only IPv6 literals may be bracketed
 		return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
 	}
-	host = strings.TrimSuffix(asciiLower(host), ".")
-	baseDomain = asciiLower(baseDomain)
+	host = strings.TrimSuffix(silo.LowerASCII(host), ".")
+	baseDomain = silo.LowerASCII(baseDomain)
 	if host == baseDomain {
 		return "", true, nil
 	}
@@ -61,7 +61,7 @@ func withSlug(ctx context.Context, slug string) context.Context {
 // slugFromPath takes the slug from /t/{slug}/. Case is folded as for hosts.
 func slugFromPath(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		slug := asciiLower(chi.URLParam(r, "slug"))
+		slug := silo.LowerASCII(chi.URLParam(r, "slug"))
 		next.ServeHTTP(w, r.WithContext(withSlug(r.Context(), slug)))
 	})
 }
@@ -110,23 +110,8 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
 // operatorSlug is the {slug} of an operator route, folded like a tenant's
 // host or path prefix: ACME names the tenant acme everywhere.
 func operatorSlug(r *http.Request) string {
-	return asciiLower(chi.URLParam(r, "slug"))
+	return silo.LowerASCII(chi.URLParam(r, "slug"))
 }

@@ -134,3 +134,22 @@ type MigrationRun struct {
 	FinishedAt time.Time
 	Err        error
 }
+
+// LowerASCII folds the ASCII letters of s to lowercase, and only them: how
+// slugs and hosts are compared. Unicode case folding would map look-alikes
+// such as the Kelvin sign onto ASCII letters, and a tenant must be named by
+// its own bytes.
+func LowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
