@@ -70,7 +70,7 @@ type Cache struct {
 	stopIdle chan struct{}
 
 	hits, misses, evictions, openErrors atomic.Int64
-	holdWaiters                         atomic.Int64 // requests waiting for a held tenant
+	holdWaiters                         atomic.Int64 // requests and operations waiting for a held tenant
 	openLatency                         latency.Histogram
 }
 
