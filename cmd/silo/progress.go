@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/silohq/silo/internal/fleet"
 	"golang.org/x/term"
 )
 
@@ -26,11 +27,8 @@ func newProgress(w io.Writer, what string) progress {
 	return &lineProgress{w: w, what: what}
 }
 
-type progress interface {
-	Start(total int)
-	Step(slug string, err error)
-	Finish()
-}
+// progress is what the fleet and restores report to.
+type progress = fleet.Progress
 
 // barProgress draws done/total, rate, ETA and the failure count.
 type barProgress struct {
@@ -66,19 +64,20 @@ func (p *barProgress) Step(slug string, err error) {
 
 func (p *barProgress) Finish() { _ = p.bar.Finish() }
 
-// lineProgress logs one line per batch: every 5 % of the tenants, at
-// least every 100, and at the end.
+// lineProgress logs one line per batch (every 5 % of the tenants, at least
+// every 100) at most once a second, and one at the end: a small fleet done
+// within a second gets one line, not one per tenant.
 type lineProgress struct {
 	w                   io.Writer
 	what                string
 	mu                  sync.Mutex
 	total, done, failed int
 	batch               int
-	start               time.Time
+	start, last         time.Time
 }
 
 func (p *lineProgress) Start(total int) {
-	p.total, p.start = total, time.Now()
+	p.total, p.start, p.last = total, time.Now(), time.Now()
 	p.batch = max(1, min(100, total/20))
 }
 
@@ -89,7 +88,8 @@ func (p *lineProgress) Step(slug string, err error) {
 	if err != nil {
 		p.failed++
 	}
-	if p.done%p.batch == 0 || p.done == p.total {
+	if p.done == p.total || (p.done%p.batch == 0 && time.Since(p.last) >= time.Second) {
+		p.last = time.Now()
 		el := time.Since(p.start)
 		rate := float64(p.done) / el.Seconds()
 		eta := time.Duration(float64(p.total-p.done)/rate) * time.Second

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"strings"
 )
@@ -20,7 +21,7 @@ Usage:
   silo tokens   list SLUG | create SLUG [--name N] | revoke SLUG TOKEN_ID
   silo migrate  [--concurrency N] [--tenants a,b | --canary PCT] [--continue-on-error]
   silo migrate  status | verify | down --to N [--tenants a,b]
-  silo restore  SLUG [--at RFC3339 | --txid N] [--to FILE] [--server URL --operator-token T] | --all
+  silo restore  SLUG [--at RFC3339 | --txid N] [--to FILE | --server URL --operator-token T] | --all
   silo backup   status [--server URL --operator-token T]
   silo bench    [--tenants N] [--concurrency C] [--duration D] [--mix read|write|mixed] [--compare] [--json]
   silo version
@@ -88,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(rest) > 0 {
 			return &usageError{fmt.Sprintf("version: unexpected argument %q", rest[0])}
 		}
-		fmt.Fprintln(stdout, "silo", version)
+		fmt.Fprintln(stdout, "silo", versionString())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -98,7 +99,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return &usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
 
+// version is set at release builds (-ldflags "-X main.version=v1.2.3").
 var version = "dev"
+
+// versionString is version, and for other builds the commit Go recorded
+// (go build in a git checkout does), so that "dev" still names the code.
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return version
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+modified"
+	}
+	return version + " (" + rev + ")"
+}
 
 // parseFlags parses args into fs, then fills every flag not given on the
 // command line from its SILO_* environment variable (--max-open-tenants is

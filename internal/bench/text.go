@@ -20,7 +20,7 @@ func WriteText(w io.Writer, r *Report) {
 	if r.Target != "" {
 		where = "server at " + r.Target
 	}
-	fmt.Fprintf(w, "silo bench: %d tenants (%s), %s, mix %s, concurrency %d, %.1fs measured after %gs warm-up, %s\n",
+	fmt.Fprintf(w, "silo bench: %d tenants (%s), %s, mix %s, concurrency %d, %.1fs measured after %.3gs warm-up, %s\n",
 		r.Tenants, r.Placement, dist, r.Mix, r.Concurrency, r.DurationS, r.WarmupS, where)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if r.Target != "" {
@@ -78,7 +78,7 @@ func WriteComparisonText(w io.Writer, c *Comparison) {
 		if r.Dist == DistZipf {
 			dist = fmt.Sprintf("zipf s=%g", r.ZipfS)
 		}
-		fmt.Fprintf(w, "silo bench --compare: mix %s, %s, concurrency %d, %gs per scenario after %gs warm-up\n",
+		fmt.Fprintf(w, "silo bench --compare: mix %s, %s, concurrency %d, %.3gs per scenario after %.3gs warm-up\n",
 			r.Mix, dist, r.Concurrency, r.DurationS, r.WarmupS)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "scenario\ttenants\tslots\treq/s\tvs ceiling\tp50 ms\tp99 ms\thit ratio\topen p50/p99 ms\terrors\tRSS MB\tfds\t")

@@ -106,6 +106,11 @@ func (p *Projects) UpdateProject(ctx context.Context, id string, upd silo.Projec
 	if !storable(id) {
 		return nil, notFound("Project")
 	}
+	if upd.Empty() {
+		// Nothing to write: answer the row as it is, as a read (a tenant
+		// over its quota gets it too, and a missing id 404).
+		return p.Project(ctx, id)
+	}
 	s, ctx, done, err := p.to(ctx)
 	if err != nil {
 		return nil, err
@@ -183,6 +188,9 @@ func (t *Tasks) Tasks(ctx context.Context, projectID string, page silo.Page) ([]
 func (t *Tasks) UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error) {
 	if !storable(id) {
 		return nil, notFound("Task")
+	}
+	if upd.Empty() {
+		return t.Task(ctx, id) // nothing to write: a read, as for projects
 	}
 	s, ctx, done, err := t.to(ctx)
 	if err != nil {

@@ -28,7 +28,6 @@ var statuses = map[string]int{
 	silo.ENOTFOUND:        http.StatusNotFound,
 	silo.ETENANTNOTFOUND:  http.StatusNotFound,
 	silo.EUNAUTHORIZED:    http.StatusUnauthorized,
-	silo.EFORBIDDEN:       http.StatusForbidden,
 	silo.EMETHOD:          http.StatusMethodNotAllowed,
 	silo.ERATELIMITED:     http.StatusTooManyRequests,
 	silo.EUNAVAILABLE:     http.StatusServiceUnavailable,

@@ -83,6 +83,14 @@ func TestQuota(t *testing.T) {
 	if r := c.do("GET", "/api/projects/"+p.str("id"), nil); r.Status != 200 || r.str("name") != "P" {
 		t.Fatalf("a refused rename changed the project: %d %s", r.Status, r.Raw)
 	}
+	// PATCH {} writes nothing: the row as it is, over the quota too, and a
+	// missing id is a 404 there, not a 507.
+	if r := c.do("PATCH", "/api/projects/"+p.str("id"), map[string]any{}); r.Status != 200 || r.str("name") != "P" {
+		t.Fatalf("empty PATCH over the quota: %d %s", r.Status, r.Raw)
+	}
+	if r := c.do("PATCH", "/api/tasks/0190a6e2-7b1c-7cc3-9d2e-3f4a5b6c7d8e", map[string]any{}); r.Status != 404 {
+		t.Fatalf("empty PATCH of a missing task over the quota: %d %s", r.Status, r.Raw)
+	}
 	tasks := c.do("GET", "/api/projects/"+p.str("id")+"/tasks?limit=1", nil).Body["tasks"].([]any)
 	if r := c.do("DELETE", "/api/tasks/"+tasks[0].(map[string]any)["id"].(string), nil); r.Status != 204 {
 		t.Fatalf("delete over quota: %d %s", r.Status, r.Raw)

@@ -26,7 +26,6 @@ const (
 	ENOTFOUND        = "not_found"
 	ETENANTNOTFOUND  = "tenant_not_found"
 	EUNAUTHORIZED    = "unauthorized"
-	EFORBIDDEN       = "forbidden"
 	EMETHOD          = "method_not_allowed"
 	EUNAVAILABLE     = "unavailable"
 	ETENANTMIGRATING = "tenant_migrating"

@@ -22,6 +22,9 @@ type ProjectUpdate struct {
 	Archived *bool
 }
 
+// Empty reports whether u changes nothing (PATCH {}).
+func (u ProjectUpdate) Empty() bool { return u.Name == nil && u.Archived == nil }
+
 // ProjectFilter narrows a list of projects; nil fields do not filter.
 type ProjectFilter struct {
 	Archived *bool
@@ -53,6 +56,9 @@ type TaskUpdate struct {
 	SetDueAt bool
 	DueAt    *time.Time
 }
+
+// Empty reports whether u changes nothing (PATCH {}).
+func (u TaskUpdate) Empty() bool { return u.Title == nil && u.Done == nil && !u.SetDueAt }
 
 // Page asks for one page of a list: at most Limit items after Cursor.
 type Page struct {
