@@ -866,30 +866,12 @@ snapshot: {interval: 1h, retention: 24h}
 `)
 	path := filepath.Join(dataDir, "tenants", "cold.db")
 	mustCreate(t, path)
-	cycle := func(v string) {
-		t.Helper()
-		if err := r.Register(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-		app := mustOpenApp(t, path)
-		mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, v)
-		if _, err := r.Sync(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Maintain(ctx, path); err != nil { // as an eviction does
-			t.Fatal(err)
-		}
-		app.Close()
-		if err := r.Unregister(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-	}
 	nextWindow := func() { time.Sleep(time.Until(time.Now().Truncate(every).Add(every + 100*time.Millisecond))) }
 
 	nextWindow()
 	window := time.Now().Truncate(every)
-	cycle("A") // compacts L1 in this window
-	cycle("B") // same window: L1 is not due again, B stays in L0
+	openWriteClose(t, r, path, "A") // compacts L1 in this window
+	openWriteClose(t, r, path, "B") // same window: L1 is not due again, B stays in L0
 	if !time.Now().Truncate(every).Equal(window) {
 		t.Skip("the window ended during the test; timing too tight here")
 	}
@@ -901,7 +883,7 @@ snapshot: {interval: 1h, retention: 24h}
 	}
 	time.Sleep(200 * time.Millisecond)
 	nextWindow()
-	cycle("C")
+	openWriteClose(t, r, path, "C")
 	// Past l0-retention, drop the L0 files, as the next compaction would.
 	time.Sleep(1200 * time.Millisecond)
 	dbc, abs, err := r.cfg.Lookup(path)
@@ -938,30 +920,10 @@ snapshot: {interval: 1h, retention: 24h}
 `)
 	path := filepath.Join(dataDir, "tenants", "churn.db")
 	mustCreate(t, path)
-	n := 0
-	cycle := func() {
-		t.Helper()
-		if err := r.Register(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-		app := mustOpenApp(t, path)
-		n++
-		mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, n)
-		if _, err := r.Sync(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Maintain(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-		app.Close()
-		if err := r.Unregister(ctx, path); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for range 3 {
 		time.Sleep(time.Until(time.Now().Truncate(every).Add(every + 100*time.Millisecond)))
-		cycle()
-		cycle()
+		openWriteClose(t, r, path, "x")
+		openWriteClose(t, r, path, "y")
 		time.Sleep(time.Until(time.Now().Truncate(every).Add(every + 100*time.Millisecond)))
 		if err := r.MaintainAll(ctx); err != nil {
 			t.Fatal(err)
@@ -987,5 +949,28 @@ snapshot: {interval: 1h, retention: 24h}
 		if !remote[name] {
 			t.Errorf("local L0 file %s has no remote copy: left behind by retention", name)
 		}
+	}
+}
+
+// openWriteClose is one stay of a tenant in the handle cache: registered,
+// opened, one row written and synced, maintained and unregistered as an
+// eviction does.
+func openWriteClose(t *testing.T, r *Replicator, path, v string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app := mustOpenApp(t, path)
+	mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, v)
+	if _, err := r.Sync(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Maintain(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app.Close()
+	if err := r.Unregister(ctx, path); err != nil {
+		t.Fatal(err)
 	}
 }
