@@ -21,7 +21,9 @@ func DecodeCursor(c string) (string, error) {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
-	if err != nil || !canonicalUUID(b) {
+	// The decoder skips line breaks: only the one encoding of the id is
+	// its cursor.
+	if err != nil || !canonicalUUID(b) || EncodeCursor(string(b)) != c {
 		return "", Errorf(EINVALIDCURSOR, "Invalid cursor.")
 	}
 	return string(b), nil
