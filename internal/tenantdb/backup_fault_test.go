@@ -19,6 +19,9 @@ type fakeBackup struct {
 	mu                     sync.Mutex
 	failRegister, failSync bool
 	registered             map[string]bool
+	// restoreNothing makes Restore report success without writing its
+	// output, so the restore's final rename fails.
+	restoreNothing bool
 }
 
 func (f *fakeBackup) set(register, sync bool) {
@@ -65,6 +68,11 @@ func (f *fakeBackup) isRegistered(p string) bool {
 
 func (f *fakeBackup) Maintain(ctx context.Context, path string) error { return nil }
 func (f *fakeBackup) Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.restoreNothing {
+		return nil
+	}
 	return errors.New("no restores here")
 }
 func (f *fakeBackup) ReplicaTXID(ctx context.Context, name string) (uint64, error) { return 1, nil }
@@ -213,5 +221,32 @@ func TestFailedRestoreKeepsTenant(t *testing.T) {
 	ps, _, err := tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(ctx, tn), silo.Page{Limit: 10}, silo.ProjectFilter{})
 	if err != nil || len(ps) != 1 || ps[0].Name != "acked" {
 		t.Fatalf("after a failed restore: %v %v", ps, err)
+	}
+}
+
+// TestRestoreFailingAtRenameKeepsTenant: an in-place restore whose last
+// step, renaming the restored file over the tenant's, fails must leave the
+// tenant's file and rows as they were. The restore used to remove the old
+// file before the rename, so a failed rename left the tenant with no file.
+func TestRestoreFailingAtRenameKeepsTenant(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}, restoreNothing: true}
+	var dirty sync.Map
+	st := openFakeStore(t, fb, &dirty)
+	tn := writeTo(t, st, silo.StrategyDatabase)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := st.RestoreInPlace(ctx, tn, time.Time{}, 0); err == nil {
+		t.Fatal("a restore whose output never appeared succeeded")
+	}
+	path, err := st.Path(tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the tenant's file after a failed rename: %v", err)
+	}
+	ps, _, err := tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(ctx, tn), silo.Page{Limit: 10}, silo.ProjectFilter{})
+	if err != nil || len(ps) != 1 || ps[0].Name != "acked" {
+		t.Fatalf("after a restore that failed at its rename: %v %v", ps, err)
 	}
 }
