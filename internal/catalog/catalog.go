@@ -94,7 +94,7 @@ func (c *Catalog) CreateTenant(ctx context.Context, t *silo.Tenant, tokenName st
 		return err
 	}
 	if _, err := q.CreateToken(ctx, catalogsql.CreateTokenParams{
-		ID: newID(), TenantID: string(t.ID), Name: tokenName, Hash: tokenHash, CreatedAt: now.UnixMilli(),
+		ID: silo.NewID(), TenantID: string(t.ID), Name: tokenName, Hash: tokenHash, CreatedAt: now.UnixMilli(),
 	}); err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/silohq/silo/internal/catalog/catalogsql"
 	"github.com/silohq/silo/internal/silo"
 )
@@ -78,7 +77,7 @@ func (c *Catalog) CreateToken(ctx context.Context, id silo.TenantID, name string
 	}
 	secret, hash := NewToken()
 	row, err := c.wq.CreateToken(ctx, catalogsql.CreateTokenParams{
-		ID: newID(), TenantID: string(id), Name: name, Hash: hash, CreatedAt: c.now().UnixMilli(),
+		ID: silo.NewID(), TenantID: string(id), Name: name, Hash: hash, CreatedAt: c.now().UnixMilli(),
 	})
 	if err != nil {
 		return "", nil, err
@@ -122,5 +121,3 @@ func tokenFromRow(r catalogsql.Token) *Token {
 	}
 	return t
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }

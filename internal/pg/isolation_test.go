@@ -108,7 +108,7 @@ func TestIsolation(t *testing.T) {
 // tenant_not_found, as a SQLite tenant whose file is gone.
 func TestMissingSchema(t *testing.T) {
 	env := mustEnv(t, Config{})
-	ten := &silo.Tenant{ID: silo.TenantID(newID()), Strategy: StrategySchema}
+	ten := &silo.Tenant{ID: silo.TenantID(silo.NewID()), Strategy: StrategySchema}
 	ctx := silo.NewContextWithTenant(context.Background(), ten)
 	_, _, err := env.projects.Projects(ctx, silo.Page{}, silo.ProjectFilter{})
 	wantCode(t, err, silo.ETENANTNOTFOUND, "never created")

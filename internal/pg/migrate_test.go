@@ -54,7 +54,7 @@ func TestMigrateSchemaTenant(t *testing.T) {
 	if _, _, err := env.e.MigrateSchemaTenant(bg, id, 99); err == nil {
 		t.Fatal("migrating to an unknown version succeeded")
 	}
-	if v, err := env.e.SchemaVersion(bg, silo.TenantID(newID())); err != nil || v != 0 {
+	if v, err := env.e.SchemaVersion(bg, silo.TenantID(silo.NewID())); err != nil || v != 0 {
 		t.Fatalf("version of a missing schema: %d, %v", v, err)
 	}
 }

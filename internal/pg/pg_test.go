@@ -97,7 +97,7 @@ func mustEnv(tb testing.TB, cfg Config) *testEnv {
 // carrying it, as the server's resolver would.
 func (env *testEnv) tenant(tb testing.TB, p silo.Strategy) context.Context {
 	tb.Helper()
-	t := &silo.Tenant{ID: silo.TenantID(newID()), Slug: "t" + randomHex(tb, 4), Strategy: p, Status: silo.TenantActive}
+	t := &silo.Tenant{ID: silo.TenantID(silo.NewID()), Slug: "t" + randomHex(tb, 4), Strategy: p, Status: silo.TenantActive}
 	if p == StrategySchema {
 		if err := env.e.CreateSchemaTenant(context.Background(), t.ID); err != nil {
 			tb.Fatal(err)
@@ -163,7 +163,7 @@ func TestMethodSetsMatchServer(t *testing.T) {
 }
 
 func TestSchemaName(t *testing.T) {
-	id := silo.TenantID(newID())
+	id := silo.TenantID(silo.NewID())
 	name, err := SchemaName(id)
 	if err != nil || name != "tenant_"+string(id) || len(name) > 63 {
 		t.Fatalf("SchemaName(%q) = %q, %v", id, name, err)

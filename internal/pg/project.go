@@ -28,7 +28,7 @@ func (s *ProjectService) CreateProject(ctx context.Context, name string) (*silo.
 	err = s.e.withScope(ctx, func(sc *scope) error {
 		now := nowMilli()
 		row, err := sc.q.CreateProject(ctx, pgsql.CreateProjectParams{
-			ID: newID(), TenantID: sc.tenantID, Name: name, CreatedAt: now, UpdatedAt: now,
+			ID: silo.NewID(), TenantID: sc.tenantID, Name: name, CreatedAt: now, UpdatedAt: now,
 		})
 		if isUnique(err) {
 			return silo.Errorf(silo.ECONFLICT, "A project named %q exists.", name)

@@ -73,7 +73,7 @@ func TestRLS(t *testing.T) {
 			t.Fatalf("unfiltered count with no tenant set: %d projects, %d tasks; want 0", p, k)
 		}
 	})
-	asApp(newID(), func(tx pgx.Tx) {
+	asApp(silo.NewID(), func(tx pgx.Tx) {
 		if p := count(tx, projects); p != 0 {
 			t.Fatalf("unfiltered count as an unknown tenant: %d", p)
 		}
@@ -92,7 +92,7 @@ func TestRLS(t *testing.T) {
 	})
 	// Nor can B write a row in A's name (WITH CHECK), nor re-key its own.
 	asApp(bID, func(tx pgx.Tx) {
-		_, err := tx.Exec(ctx, "INSERT INTO "+projects+" (id, tenant_id, name, created_at, updated_at) VALUES ($1, $2, 'x', 0, 0)", newID(), aID)
+		_, err := tx.Exec(ctx, "INSERT INTO "+projects+" (id, tenant_id, name, created_at, updated_at) VALUES ($1, $2, 'x', 0, 0)", silo.NewID(), aID)
 		if pgCode(err) != "42501" {
 			t.Fatalf("B inserts a row of A: %v, want a row-level security violation", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/silohq/silo/internal/pg/pgsql"
 	"github.com/silohq/silo/internal/silo"
@@ -90,7 +89,6 @@ func (e *Engine) gate(ctx context.Context, id silo.TenantID) error {
 }
 
 // newID returns an opaque, time-ordered id (UUIDv7), as tenantdb does.
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func nowMilli() int64 { return time.Now().UnixMilli() }
 

@@ -32,7 +32,7 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.
 		}
 		now := nowMilli()
 		row, err := sc.q.CreateTask(ctx, pgsql.CreateTaskParams{
-			ID: newID(), TenantID: sc.tenantID, ProjectID: projectID, Title: title,
+			ID: silo.NewID(), TenantID: sc.tenantID, ProjectID: projectID, Title: title,
 			Done: nt.Done, DueAt: milliOrNull(nt.DueAt), CreatedAt: now, UpdatedAt: now,
 		})
 		if pgCode(err) == codeForeignKeyViolation {

@@ -25,7 +25,7 @@ func (s *ProjectService) CreateProject(ctx context.Context, name string) (*silo.
 	err = s.store.withWrite(ctx, func(sc *scope) error {
 		now := nowMilli()
 		row, err := sc.q.CreateProject(ctx, tenantsql.CreateProjectParams{
-			ID: newID(), TenantID: sc.tenantID, Name: name, CreatedAt: now, UpdatedAt: now,
+			ID: silo.NewID(), TenantID: sc.tenantID, Name: name, CreatedAt: now, UpdatedAt: now,
 		})
 		if sqlite.IsUnique(err) {
 			return silo.Errorf(silo.ECONFLICT, "A project named %q exists.", name)

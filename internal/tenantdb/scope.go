@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
 	"github.com/silohq/silo/internal/tenantdb/tenantsql"
@@ -203,7 +202,6 @@ func (sc *scope) tx(ctx context.Context, fn func(q *tenantsql.Queries) error) er
 
 // newID returns an opaque, time-ordered id (UUIDv7): it tells nothing about
 // how many rows a tenant, or any other tenant, has.
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 func nowMilli() int64 { return time.Now().UnixMilli() }
 

@@ -31,7 +31,7 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.
 			}
 			now := nowMilli()
 			row, err := q.CreateTask(ctx, tenantsql.CreateTaskParams{
-				ID: newID(), TenantID: sc.tenantID, ProjectID: projectID, Title: title,
+				ID: silo.NewID(), TenantID: sc.tenantID, ProjectID: projectID, Title: title,
 				Done: boolInt(nt.Done), DueAt: milliOrNull(nt.DueAt), CreatedAt: now, UpdatedAt: now,
 			})
 			t = taskFromRow(row)
