@@ -3,6 +3,8 @@ package silo
 import "github.com/google/uuid"
 
 // NewID returns a new row id: a UUIDv7 in its canonical form, which is what
-// DecodeCursor accepts. Version 7 ids start with the time, so rows listed by
-// id come out in creation order and new rows land at the end of the index.
+// DecodeCursor accepts. It is opaque (unlike a sequence, it tells nothing
+// about how many rows a tenant, or any other tenant, has) and starts with
+// the time, so rows listed by id come out in creation order and new rows
+// land at the end of the index.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }

@@ -163,6 +163,13 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, silo.Strat
 			db = s.shared
 			release, err = s.cache.Enter(ctx, t.ID)
 		default:
+			if p.Postgres() {
+				// Routed here while in SQLite, then a move into
+				// PostgreSQL took the tenant while this request waited
+				// for it: its rows are no longer ours to serve. A retry
+				// is routed to PostgreSQL.
+				return nil, "", nil, silo.Errorf(silo.ETENANTMOVING, "The tenant moved while this request waited; retry.")
+			}
 			return nil, "", nil, fmt.Errorf("tenant %s: unknown placement %q", t.ID, p)
 		}
 		if s.placement(t) != p {
@@ -199,9 +206,6 @@ func (sc *scope) tx(ctx context.Context, fn func(q *tenantsql.Queries) error) er
 	}
 	return tx.Commit()
 }
-
-// newID returns an opaque, time-ordered id (UUIDv7): it tells nothing about
-// how many rows a tenant, or any other tenant, has.
 
 func nowMilli() int64 { return time.Now().UnixMilli() }
 

@@ -445,3 +445,59 @@ func TestMoveCrashAcrossEngines(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestOverlappingMoveIntoPostgres: a request routed to SQLite (the
+// router admits it, sees a SQLite placement and hands it to the SQLite
+// store) can reach the store just after a move into PostgreSQL took the
+// tenant. It waits for the move; once the move commits, its rows are in
+// PostgreSQL. It must get a retryable 503 and a retry PostgreSQL's rows,
+// not a 500 ("unknown placement").
+func TestRequestOverlappingMoveIntoPostgres(t *testing.T) {
+	if !pgtest.Available() {
+		t.Skip(pgtest.Skip)
+	}
+	e := pgtest.Engine(t)
+	copied, proceed := make(chan struct{}), make(chan struct{})
+	w := openPG(t, t.TempDir(), func(step string) error {
+		if step == "copied" {
+			close(copied)
+			<-proceed
+		}
+		return nil
+	}, e)
+	ctx := context.Background()
+	slug := fmt.Sprintf("r%d", time.Now().UnixNano()%1e9)
+	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.DropTenant(context.Background(), tn.ID, silo.StrategySchema) })
+	w.fill(t, slug, 1, 1)
+	before := w.snapshot(t, slug)
+	tctx := w.ctxFor(t, slug) // resolved as in SQLite, before the move
+
+	moved := make(chan error, 1)
+	go func() {
+		_, err := w.svc.Move(ctx, slug, silo.StrategySchema)
+		moved <- err
+	}()
+	<-copied
+	// The SQLite store itself, as the router calls it for a tenant it
+	// admitted in SQLite.
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := tenantdb.NewProjectService(w.store).Projects(tctx, silo.Page{}, silo.ProjectFilter{})
+		got <- err
+	}()
+	w.waitQueued(t)
+	close(proceed)
+	if err := <-moved; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; silo.ErrorCode(err) != silo.ETENANTMOVING {
+		t.Fatalf("a request that waited out a move into PostgreSQL: %v (code %q), want tenant_moving", err, silo.ErrorCode(err))
+	}
+	if s := w.snapshot(t, slug); fmt.Sprint(s) != fmt.Sprint(before) {
+		t.Fatalf("the retry through the router:\n%v\nwant\n%v", s, before)
+	}
+}
