@@ -380,9 +380,14 @@ func IsUnique(err error) bool {
 }
 
 // RemoveFiles removes a closed database file and its companions (-wal,
-// -shm, -journal); files already gone are not an error.
+// -shm, -journal); files already gone are not an error. The companions go
+// first: a crash in between must not leave a -wal without its file, which
+// a new file at that path would take for its own.
 func RemoveFiles(path string) error {
-	return errors.Join(remove(path), RemoveCompanions(path))
+	if err := RemoveCompanions(path); err != nil {
+		return err
+	}
+	return remove(path)
 }
 
 // RemoveCompanions removes a closed database's -wal, -shm and -journal

@@ -428,7 +428,7 @@ func (s *Store) restoreInto(ctx context.Context, path string, at time.Time, txid
 // history and go first; the rename then swaps the files in one step, so the
 // tenant has a file (the old one or the restored one) whatever happens.
 func (s *Store) restoreWith(path string, restore func(tmp string) error) error {
-	tmp := filepath.Join(filepath.Dir(path), ".restore-"+filepath.Base(path))
+	tmp := filepath.Join(filepath.Dir(path), tempPrefixRestore+filepath.Base(path))
 	_ = sqlite.RemoveFiles(tmp)
 	if err := restore(tmp); err != nil {
 		_ = sqlite.RemoveFiles(tmp)

@@ -2,9 +2,13 @@ package tenantdb
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/silohq/silo/internal/sqlite"
 )
@@ -72,7 +76,7 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 // one, and never overwrites an existing tenant.
 func (t *template) copyTo(path string) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".new-*.db")
+	f, err := os.CreateTemp(dir, tempPrefixNew+"*.db")
 	if err != nil {
 		return err
 	}
@@ -94,6 +98,14 @@ func (t *template) copyTo(path string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	// A -wal left beside a missing file would be replayed onto the new one
+	// at its first open (SQLite cannot tell whose WAL it is). Only when
+	// the file is missing: a live tenant's WAL is its data.
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := sqlite.RemoveCompanions(path); err != nil {
+			return err
+		}
+	}
 	// Link fails if path exists, unlike rename: an id collision can never
 	// clobber a tenant.
 	if err := os.Link(tmp, path); err != nil {
@@ -114,4 +126,46 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// Prefixes of the temporary files a store writes beside its tenants: a
+// template copy on its way to a new tenant, a restore on its way to
+// replacing one. A crash can leave them behind (RemoveTempFiles).
+const (
+	tempPrefixNew     = ".new-"
+	tempPrefixRestore = ".restore-"
+)
+
+// RemoveTempFiles removes the temporary files (and their -wal, -shm or
+// Litestream .tmp companions) that a crash left in the tenants directory,
+// if older than age: a younger one may belong to a signup or restore under
+// way. They are not tenants, so the orphan sweep must not take them for
+// ones.
+func (s *Store) RemoveTempFiles(age time.Duration) error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if !IsTempFile(name) || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < age {
+			continue
+		}
+		s.log.Info("removing a temporary file a crash left", "file", name)
+		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsTempFile reports whether name, in the tenants directory, is one of the
+// store's temporary files rather than a tenant's.
+func IsTempFile(name string) bool {
+	return strings.HasPrefix(name, tempPrefixNew) || strings.HasPrefix(name, tempPrefixRestore)
 }

@@ -501,3 +501,40 @@ func TestRequestOverlappingMoveIntoPostgres(t *testing.T) {
 		t.Fatalf("the retry through the router:\n%v\nwant\n%v", s, before)
 	}
 }
+
+// TestSweepLeftoverTempFiles: a start after a crash finds a template copy
+// (.new-*.db) and a restore's output (.restore-ID.db) beside the tenants.
+// The sweep used to take them for tenant files no catalog row names, fail
+// to remove them (not tenant ids) and report an error at every start.
+func TestSweepLeftoverTempFiles(t *testing.T) {
+	w := open(t, t.TempDir(), nil)
+	ctx := context.Background()
+	if _, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "acme", 1, 1)
+	before := w.snapshot(t, "acme")
+	old := time.Now().Add(-time.Hour)
+	var left []string
+	for _, name := range []string{".new-123456.db", ".restore-x.db"} {
+		p := filepath.Join(w.store.Dir(), name)
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, p)
+	}
+	if err := w.svc.Sweep(ctx); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	for _, p := range left {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: left in place (%v)", filepath.Base(p), err)
+		}
+	}
+	if s := w.snapshot(t, "acme"); fmt.Sprint(s) != fmt.Sprint(before) {
+		t.Fatalf("a tenant after the sweep:\n%v\nwant\n%v", s, before)
+	}
+}

@@ -354,10 +354,11 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	errs = append(errs, s.store.RemoveTempFiles(orphanAge))
 	for _, e := range entries {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, ".db")
-		if !ok || known[silo.TenantID(id)] {
+		if !ok || known[silo.TenantID(id)] || tenantdb.IsTempFile(name) {
 			continue
 		}
 		info, err := e.Info()
