@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/silohq/silo/internal/server"
 )
 
 // callOperator sends one request to a running server's operator API (the
@@ -28,14 +30,15 @@ func callOperator(ctx context.Context, e env, method, base, token, path string, 
 // operatorClient bounds a --server call: a server that accepts the
 // connection and never answers must not hang the command. The bound is
 // generous because the answer comes only when the work is done (a move
-// copies the whole tenant, a restore downloads it).
+// copies the whole tenant, a restore downloads it): the server's own bound
+// on such calls, and a little more for the answer to arrive.
 var operatorClient = &http.Client{
-	Timeout: 10 * time.Minute,
+	Timeout: server.OperatorWorkTimeout + 30*time.Second,
 	Transport: &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 10 * time.Minute,
+		ResponseHeaderTimeout: server.OperatorWorkTimeout + 30*time.Second,
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/silohq/silo/internal/silo"
@@ -46,6 +47,23 @@ func (s *Server) requireOperator(next http.Handler) http.Handler {
 			s.writeError(w, r, silo.Errorf(silo.EUNAUTHORIZED, "A valid operator token is required."))
 			return
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// OperatorWorkTimeout bounds the operator calls that answer only once their
+// work is done (a move, a restore, a delete): long enough for a large
+// tenant over a slow replica, and what the CLI's --server calls wait.
+const OperatorWorkTimeout = 10 * time.Minute
+
+// longWork lifts the server's write deadline (silo serve's WriteTimeout,
+// one minute, meant for API calls) to OperatorWorkTimeout for the request.
+// Without it a move or restore that outlasted the minute still finished,
+// but its answer was cut off: the operator was told it had failed.
+func longWork(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Not every ResponseWriter can (a test recorder); the server's can.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(OperatorWorkTimeout))
 		next.ServeHTTP(w, r)
 	})
 }

@@ -127,9 +127,11 @@ func (s *Server) baseRouter() chi.Router {
 		r.Use(s.requireOperator)
 		r.Get("/stats", s.handleStats)
 		r.Get("/tenants", s.handleOperatorTenants)
-		r.Post("/tenants/{slug}/move", s.handleMove)
-		r.Delete("/tenants/{slug}", s.handleDeleteTenant)
-		r.Post("/tenants/{slug}/restore", s.handleRestore)
+		// Moves copy a whole tenant, restores download one and deletes
+		// sync it to its replica first: they answer when done.
+		r.With(longWork).Post("/tenants/{slug}/move", s.handleMove)
+		r.With(longWork).Delete("/tenants/{slug}", s.handleDeleteTenant)
+		r.With(longWork).Post("/tenants/{slug}/restore", s.handleRestore)
 		r.Get("/backup", s.handleBackupStatus)
 		r.Get("/quota", s.handleQuota)
 		r.Put("/quota", s.handleQuota)
