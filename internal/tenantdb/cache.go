@@ -163,13 +163,13 @@ func (c *Cache) Acquire(ctx context.Context, id silo.TenantID) (db *sql.DB, rele
 		if done := c.closing[id]; done != nil {
 			// A reopen must wait for the pending close: two handles on one
 			// file in one process would fight over its locks and its WAL.
+			// Up to HoldWait, as for a hold: a close can take long (a
+			// final sync to an unreachable replica, behind other closes).
 			c.mu.Unlock()
-			select {
-			case <-done:
-				continue
-			case <-ctx.Done():
-				return nil, nil, ctx.Err()
+			if err := c.waitGone(ctx, done); err != nil {
+				return nil, nil, err
 			}
+			continue
 		}
 		e := c.entries[id]
 		if e == nil {

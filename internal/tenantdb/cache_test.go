@@ -452,3 +452,44 @@ func TestCloseWaitsForLateRelease(t *testing.T) {
 		t.Fatal("Close returned before the released handle was closed")
 	}
 }
+
+// TestCacheReopenWaitsForCloseBounded: a tenant whose evicted handle is
+// still closing (its final sync stuck on an unreachable replica, behind
+// other closes) must not keep a request waiting for as long as that takes:
+// like a held tenant, it answers tenant_busy after HoldWait, and serves
+// again once the close is done.
+func TestCacheReopenWaitsForCloseBounded(t *testing.T) {
+	dir := t.TempDir()
+	stuck := make(chan struct{})
+	open := func(ctx context.Context, id silo.TenantID) (*sql.DB, error) {
+		return sqlite.Open(filepath.Join(dir, string(id)+".db"), sqlite.Options{})
+	}
+	closeFn := func(id silo.TenantID, db *sql.DB) error {
+		if id == "a" {
+			<-stuck
+		}
+		return db.Close()
+	}
+	c := tenantdb.NewCache(tenantdb.CacheConfig{Capacity: 1, HoldWait: 50 * time.Millisecond, Closers: 1}, open, closeFn)
+	defer c.Close(context.Background())
+	unstick := sync.OnceFunc(func() { close(stuck) })
+	defer unstick() // before the Close above, which waits for the close
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, id := range []silo.TenantID{"a", "b"} { // b evicts a, whose close sticks
+		_, rel, err := c.Acquire(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel()
+	}
+	if _, _, err := c.Acquire(ctx, "a"); silo.ErrorCode(err) != silo.ETENANTBUSY {
+		t.Fatalf("a tenant whose close is stuck: %v, want tenant_busy after HoldWait", err)
+	}
+	unstick()
+	_, rel, err := c.Acquire(ctx, "a")
+	if err != nil {
+		t.Fatalf("once its close is done: %v", err)
+	}
+	rel()
+}
