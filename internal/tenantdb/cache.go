@@ -333,8 +333,8 @@ func (c *Cache) Discard(id silo.TenantID) {
 	}
 }
 
-// waitGone waits for a stale handle to leave the cache, as long as a
-// request waits for a held tenant.
+// waitGone waits for a stale handle to leave the cache, or a closing one to
+// finish closing, as long as a request waits for a held tenant.
 func (c *Cache) waitGone(ctx context.Context, gone chan struct{}) error {
 	t := time.NewTimer(c.cfg.HoldWait)
 	defer t.Stop()
