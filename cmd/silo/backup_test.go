@@ -719,3 +719,43 @@ func TestDeleteAndRestoreSyncFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateOnRecoveredDataDir: the documented deploy "silo migrate &&
+// silo serve" on a data dir that lost everything but its replica. Migrate
+// brings the catalog back, and must skip each missing tenant file (the
+// server restores it at the tenant's first request, and migrates it then)
+// rather than fail every tenant and keep the server from starting.
+// Without backups a missing file is lost data: still a failure.
+func TestMigrateOnRecoveredDataDir(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data)
+	tokens := signup(t, url, "phoenix", "idle")
+	if st, _ := call(t, "POST", url+"/api/projects", "phoenix.localhost", tokens["phoenix"], `{"name":"kept"}`); st != 201 {
+		t.Fatal(st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	loseAllButReplica(t, data)
+
+	var out syncBuffer
+	if err := run(context.Background(), []string{"migrate", "--data", data}, noEnv, &out, io.Discard); err != nil {
+		t.Fatalf("migrate on the recovered dir: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "0 failed") || !strings.Contains(out.String(), "2 skipped: file missing") {
+		t.Fatalf("migrate: %s", out.String())
+	}
+	err := run(context.Background(), []string{"migrate", "--data", data, "--no-backup"}, noEnv, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("migrate --no-backup with tenant files missing succeeded")
+	}
+	url, stop = runMain(t, "--data", data)
+	defer stop()
+	st, body := call(t, "GET", url+"/api/projects", "phoenix.localhost", tokens["phoenix"], "")
+	if st != 200 || len(body["projects"].([]any)) != 1 {
+		t.Fatalf("phoenix after migrate and serve: %d %v", st, body)
+	}
+	if st, body := call(t, "GET", url+"/api/projects", "idle.localhost", tokens["idle"], ""); st != 200 {
+		t.Fatalf("idle after migrate and serve: %d %v", st, body)
+	}
+}

@@ -114,9 +114,16 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 			}
 		}
 		opts.Progress = newProgress(e.stderr, "migrate")
+		// With backups, a missing file is a data dir being recovered: the
+		// server restores each tenant at its first request and migrates
+		// it then ("silo migrate && silo serve" must get to serve).
+		opts.SkipMissing = !c.NoBackup
 		res, err := fl.Migrate(ctx, opts)
 		fmt.Fprintf(e.stdout, "%d tenants: %d migrated, %d already current, %d failed, in %s\n",
 			res.Total, res.Migrated, res.Current, len(res.Failed), res.Elapsed.Round(1e6))
+		if res.Missing > 0 {
+			fmt.Fprintf(e.stdout, "  %d skipped: file missing; restored from the replica at the tenant's first request (and migrated then), or now with silo restore --all\n", res.Missing)
+		}
 		for _, f := range res.Failed {
 			fmt.Fprintf(e.stdout, "  failed %s: %v\n", f.Slug, f.Err)
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sort"
@@ -73,6 +74,11 @@ type Options struct {
 	Target          int64    // schema version; 0 means this binary's latest
 	BusyTimeout     time.Duration
 	Progress        Progress
+	// SkipMissing skips, rather than fails, a tenant whose file is
+	// missing: with backups on, whoever opens it next (a server, at the
+	// tenant's first request) restores it from its replica and migrates
+	// it then. Restoring it here could race a running server's restore.
+	SkipMissing bool
 }
 
 // Result sums up a run.
@@ -80,6 +86,7 @@ type Result struct {
 	Total    int // tenants selected
 	Migrated int
 	Current  int // already at the target: nothing to do
+	Missing  int // skipped: file missing, to be restored (Options.SkipMissing)
 	Failed   []Failure
 	Stopped  bool // stopped at a failure or by cancellation before the end
 	Elapsed  time.Duration
@@ -187,13 +194,16 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 			if gctx.Err() != nil {
 				return nil // admitted just as the run stopped: leave it for a rerun
 			}
-			run, err := f.migrateOne(gctx, t, target, opts.BusyTimeout)
+			run, err := f.migrateOne(gctx, t, target, opts.BusyTimeout, opts.SkipMissing)
 			if err != nil && gctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return nil // interrupted, and rolled back: not a failure of the tenant
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
+			case errors.Is(err, errSkippedMissing):
+				res.Missing++
+				err = nil
 			case err != nil:
 				res.Failed = append(res.Failed, Failure{Slug: t.Slug, Err: err})
 			case run.From == run.To:
@@ -211,7 +221,7 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 	gerr := g.Wait()
 	res.Elapsed = time.Since(start)
 	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Slug < res.Failed[j].Slug })
-	if gerr != nil || ctx.Err() != nil || res.Migrated+res.Current+len(res.Failed) < res.Total {
+	if gerr != nil || ctx.Err() != nil || res.Migrated+res.Current+res.Missing+len(res.Failed) < res.Total {
 		res.Stopped = true
 	}
 	if ctx.Err() != nil {
@@ -220,16 +230,21 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 	return res, nil
 }
 
+// errSkippedMissing is migrateOne's answer for a missing file it skipped.
+var errSkippedMissing = errors.New("tenant file missing; skipped")
+
 // migrateOne migrates one tenant file in one transaction and records the
 // run in the ledger. A tenant already at the target costs one header read.
-func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, busy time.Duration) (silo.MigrationRun, error) {
+func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, busy time.Duration, skipMissing bool) (silo.MigrationRun, error) {
 	run := silo.MigrationRun{Tenant: t.ID, Target: target, StartedAt: time.Now()}
 	if t.Strategy == silo.StrategySchema {
 		// One transaction per schema, as per file.
 		run.From, run.To, run.Err = f.schemas.MigrateSchemaTenant(ctx, t.ID, target)
 	} else if path, err := f.files.Path(t.ID); err != nil {
 		return run, err
-	} else if _, err := os.Stat(path); err != nil {
+	} else if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && skipMissing {
+		return run, errSkippedMissing // nothing to record: nothing ran
+	} else if err != nil {
 		run.Err = fmt.Errorf("tenant file: %w", err)
 	} else {
 		run.From, run.To, run.Err = f.migrateFile(ctx, path, target, busy)
