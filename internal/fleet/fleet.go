@@ -171,6 +171,17 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// Tenants whose last run failed: a success now is recorded even if it
+	// had nothing to do (a file restored at its current version), or
+	// "migrate status" would name them failed for good.
+	lastFailed, err := f.catalog.FailedMigrations(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	failedBefore := make(map[silo.TenantID]bool, len(lastFailed))
+	for _, m := range lastFailed {
+		failedBefore[m.Tenant] = true
+	}
 	res := Result{Total: len(ts)}
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 4
@@ -194,7 +205,7 @@ func (f *Fleet) Migrate(ctx context.Context, opts Options) (Result, error) {
 			if gctx.Err() != nil {
 				return nil // admitted just as the run stopped: leave it for a rerun
 			}
-			run, err := f.migrateOne(gctx, t, target, opts.BusyTimeout, opts.SkipMissing)
+			run, err := f.migrateOne(gctx, t, target, opts.BusyTimeout, opts.SkipMissing, failedBefore[t.ID])
 			if err != nil && gctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return nil // interrupted, and rolled back: not a failure of the tenant
 			}
@@ -235,7 +246,7 @@ var errSkippedMissing = errors.New("tenant file missing; skipped")
 
 // migrateOne migrates one tenant file in one transaction and records the
 // run in the ledger. A tenant already at the target costs one header read.
-func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, busy time.Duration, skipMissing bool) (silo.MigrationRun, error) {
+func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, busy time.Duration, skipMissing, failedBefore bool) (silo.MigrationRun, error) {
 	run := silo.MigrationRun{Tenant: t.ID, Target: target, StartedAt: time.Now()}
 	if t.Strategy == silo.StrategySchema {
 		// One transaction per schema, as per file.
@@ -250,7 +261,7 @@ func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, bu
 		run.From, run.To, run.Err = f.migrateFile(ctx, path, target, busy)
 	}
 	run.FinishedAt = time.Now()
-	if run.Err == nil && run.From == run.To && t.SchemaVersion == run.To {
+	if run.Err == nil && run.From == run.To && t.SchemaVersion == run.To && !failedBefore {
 		return run, nil // nothing happened; keep the ledger for real work
 	}
 	if errors.Is(run.Err, context.Canceled) && ctx.Err() != nil {

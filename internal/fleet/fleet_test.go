@@ -299,3 +299,53 @@ func TestCanaryIsStableAndNested(t *testing.T) {
 		t.Fatalf("canary sizes %d/2000 and %d/2000", n10, n50)
 	}
 }
+
+// TestStatusClearsFailureFixedWithoutWork: a tenant whose migration failed
+// (its file was missing) and whose file is back at the current version has
+// nothing to migrate at the next run. That success must still clear the
+// failure, or "migrate status" names the tenant failed for good.
+func TestStatusClearsFailureFixedWithoutWork(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	tn, _, err := e.tenants.Create(ctx, tenants.NewTenant{Slug: "back"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.store.Path(tn.ID)
+	if err := os.Rename(p, p+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := e.fleet.Migrate(ctx, fleet.Options{ContinueOnError: true}); len(res.Failed) != 1 {
+		t.Fatalf("migrate with the file away: %+v", res)
+	}
+	if st, _ := e.fleet.Status(ctx); len(st.Failed) != 1 {
+		t.Fatalf("status with the file away: %+v", st.Failed)
+	}
+	if err := os.Rename(p+".away", p); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.fleet.Migrate(ctx, fleet.Options{})
+	if err != nil || res.Current != 1 || len(res.Failed) != 0 {
+		t.Fatalf("migrate with the file back: %+v %v", res, err)
+	}
+	if st, _ := e.fleet.Status(ctx); len(st.Failed) != 0 {
+		t.Fatalf("status after a clean run: %+v", st.Failed)
+	}
+	// A run with nothing to do leaves the ledger alone otherwise.
+	var n int
+	db, err := sqlite.Open(filepath.Join(e.dir, "catalog.db"), sqlite.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM migration_runs WHERE tenant_id = ?", tn.ID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fleet.Migrate(ctx, fleet.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var m int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM migration_runs WHERE tenant_id = ?", tn.ID).Scan(&m); err != nil || m != n {
+		t.Fatalf("ledger rows after a run with nothing to do: %d, was %d (%v)", m, n, err)
+	}
+}
