@@ -170,15 +170,25 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		}
 	}
 	var backupSeen func(context.Context, silo.TenantID) (bool, error)
+	var onUnbacked func(context.Context, silo.TenantID)
 	if rep != nil {
 		backupSeen = cat.BackupSeen
+	} else {
+		// Files changed with no replica following: the next start with
+		// backups syncs them (serve's RecoverBackups of dirty tenants).
+		onUnbacked = func(ctx context.Context, id silo.TenantID) {
+			if err := cat.MarkBackupDirty(context.WithoutCancel(ctx), id); err != nil {
+				log.Error("backup: record a change made without backups", "tenant", id, "err", err)
+			}
+		}
 	}
 	store, err := tenantdb.Open(ctx, tenantdb.Config{
-		Backup:        backup,
-		OnBackupState: onBackup,
-		BackupSeen:    backupSeen,
-		Dir:           c.Data,
-		SQLite:        sqlite.Options{Durability: dur, MaxConns: 4, CacheKiB: 1024},
+		Backup:          backup,
+		OnBackupState:   onBackup,
+		BackupSeen:      backupSeen,
+		OnUnbackedWrite: onUnbacked,
+		Dir:             c.Data,
+		SQLite:          sqlite.Options{Durability: dur, MaxConns: 4, CacheKiB: 1024},
 		Cache: tenantdb.CacheConfig{
 			Capacity:    c.MaxOpenTenants,
 			IdleTimeout: c.TenantIdleTimeout,

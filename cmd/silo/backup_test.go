@@ -759,3 +759,46 @@ func TestMigrateOnRecoveredDataDir(t *testing.T) {
 		t.Fatalf("idle after migrate and serve: %d %v", st, body)
 	}
 }
+
+// TestWritesWithoutBackupReachReplicaLater: writes made while the server
+// ran with --no-backup must reach the replica at the next start with
+// backups, even for a tenant nobody opens then. They used to stay out of
+// it for good: a disaster then brought back a tenant backed up before as
+// it was then (rolled back), and one never backed up as empty.
+func TestWritesWithoutBackupReachReplicaLater(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data)
+	tokens := signup(t, url, "older")
+	if st, _ := call(t, "POST", url+"/api/projects", "older.localhost", tokens["older"], `{"name":"backed up"}`); st != 201 {
+		t.Fatal(st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	url, stop = runMain(t, "--data", data, "--no-backup")
+	for slug, tok := range signup(t, url, "newer") {
+		tokens[slug] = tok
+	}
+	for _, slug := range []string{"older", "newer"} {
+		if st, _ := call(t, "POST", url+"/api/projects", slug+".localhost", tokens[slug], `{"name":"unbacked"}`); st != 201 {
+			t.Fatal(st)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Backups on again; neither tenant is opened by a request.
+	_, stop = runMain(t, "--data", data)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	loseAllButReplica(t, data)
+	url, stop = runMain(t, "--data", data)
+	defer stop()
+	for slug, want := range map[string]int{"older": 2, "newer": 1} {
+		st, body := call(t, "GET", url+"/api/projects", slug+".localhost", tokens[slug], "")
+		if st != 200 || len(body["projects"].([]any)) != want {
+			t.Fatalf("%s after the disaster: %d %v, want %d projects", slug, st, body, want)
+		}
+	}
+}

@@ -157,6 +157,9 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 		// moves on.)
 		s.cfg.OnBackupState(ctx, t.ID, true)
 	}
+	if to == silo.StrategyDatabase {
+		s.noteUnbacked(ctx, t.ID) // the new file, with backups off
+	}
 	if err := steps.Commit(ctx, from); err != nil {
 		return st, fmt.Errorf("commit: %w", err)
 	}

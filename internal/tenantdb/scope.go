@@ -28,8 +28,17 @@ type scope struct {
 // its own file, or the shared file. This is the one path from a request to
 // tenant data, and the scope it hands out is bound to that tenant's id.
 func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
-	return s.with(ctx, false, fn)
+	return s.with(ctx, accessRead, fn)
 }
+
+// access is what a service call does to the tenant's data.
+type access int
+
+const (
+	accessRead   access = iota
+	accessWrite         // adds or changes rows: the quota applies
+	accessDelete        // only removes rows: the quota does not apply
+)
 
 // withWrite is withScope for writes that add or change data: with a storage
 // quota set, the write runs on one connection whose max_page_count is the
@@ -40,17 +49,17 @@ func (s *Store) withScope(ctx context.Context, fn func(sc *scope) error) error {
 // stop the file growing; such a tenant's writes are refused outright until
 // deletes bring its data (pages in use, free pages not counted) under it.
 func (s *Store) withWrite(ctx context.Context, fn func(sc *scope) error) error {
-	return s.with(ctx, true, fn)
+	return s.with(ctx, accessWrite, fn)
 }
 
 // withDelete is withScope for writes that only remove data. The quota
 // never refuses them: they are how a tenant over its quota gets back under
 // it (the space they free is reused by later writes).
 func (s *Store) withDelete(ctx context.Context, fn func(sc *scope) error) error {
-	return s.withScope(ctx, fn)
+	return s.with(ctx, accessDelete, fn)
 }
 
-func (s *Store) with(ctx context.Context, write bool, fn func(sc *scope) error) error {
+func (s *Store) with(ctx context.Context, a access, fn func(sc *scope) error) error {
 	t := silo.TenantFromContext(ctx)
 	if t == nil {
 		return silo.Errorf(silo.EUNAUTHORIZED, "No tenant.")
@@ -60,10 +69,13 @@ func (s *Store) with(ctx context.Context, write bool, fn func(sc *scope) error) 
 		return err
 	}
 	defer release()
+	if a != accessRead && p == silo.StrategyDatabase {
+		s.noteUnbacked(ctx, t.ID)
+	}
 	// The quota is per tenant file. The placement is the one the request
 	// was admitted to, not one read before: a move into the shared file
 	// that finished while the request waited must not cap shared.db.
-	if limit := s.quota.Load(); write && limit > 0 && p == silo.StrategyDatabase {
+	if limit := s.quota.Load(); a == accessWrite && limit > 0 && p == silo.StrategyDatabase {
 		return s.check(t, underQuota(ctx, db, limit, func(conn *sql.Conn) error {
 			return fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)})
 		}))

@@ -46,6 +46,14 @@ type Config struct {
 	// registered for backup; a missing file whose replica is empty is
 	// re-created empty only if it was not. Unset: assume it was.
 	BackupSeen func(ctx context.Context, id silo.TenantID) (bool, error)
+	// OnUnbackedWrite, for a store without Backup, records that a
+	// tenant's file is about to change with no replica following it
+	// (--no-backup). Called before the change, once per tenant per
+	// process. The next start with backups syncs the tenants recorded
+	// (as after a crash), and disaster recovery knows they had data;
+	// otherwise a tenant written now and never opened after backups came
+	// back would keep its replica's older state, or none, for good.
+	OnUnbackedWrite func(ctx context.Context, id silo.TenantID)
 }
 
 // ErrSimulatedCrash, returned by a MoveHook, abandons a move where it is.
@@ -66,6 +74,7 @@ type Store struct {
 	deleted map[silo.TenantID]time.Time     // tenants deleted by this process, and when (until undeleted)
 
 	backup   backupState
+	unbacked sync.Map     // silo.TenantID -> true: OnUnbackedWrite called
 	quota    atomic.Int64 // bytes per tenant file; 0: no quota
 	external External     // PostgreSQL's placements, for moves; nil without
 }
@@ -415,4 +424,17 @@ func (s *Store) closeTenant(id silo.TenantID, db *sql.DB) error {
 		s.unregister(id, path)
 	}
 	return err
+}
+
+// noteUnbacked calls OnUnbackedWrite for a tenant whose file is about to
+// change while backups are off, once per process.
+func (s *Store) noteUnbacked(ctx context.Context, id silo.TenantID) {
+	if s.cfg.Backup != nil || s.cfg.OnUnbackedWrite == nil {
+		return
+	}
+	if _, done := s.unbacked.Load(id); done {
+		return
+	}
+	s.cfg.OnUnbackedWrite(ctx, id)
+	s.unbacked.Store(id, true)
 }
