@@ -514,3 +514,32 @@ func BenchmarkOpenCycle(b *testing.B) {
 		}
 	}
 }
+
+// TestNewFileIsPrivate: a file Open creates, and its -wal and -shm, are
+// readable by their owner only. SQLite made them 0644 less the umask, so a
+// shared.db or catalog.db in an existing world-readable directory was
+// readable by every local user.
+func TestNewFileIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "new.db")
+	db, err := sqlite.Open(path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	if err := sqlite.SetWAL(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('secret')"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			t.Errorf("%s: mode %v, want no access for group or others", filepath.Base(p), m)
+		}
+	}
+}

@@ -148,6 +148,16 @@ func Open(path string, o Options) (*sql.DB, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?' or '#'", path)
 	}
+	if !o.MustExist {
+		// SQLite would create a missing file 0644 (less the umask), and
+		// gives its -wal and -shm the file's mode: tenants' rows readable
+		// by every local user, and Litestream copies the mode to the
+		// replica. Made 0600 here first, best effort: if this fails, so
+		// will SQLite's open, with its own error, at the first query.
+		if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+			f.Close()
+		}
+	}
 	vfs := ""
 	if o.Exclusive {
 		vfs = "unix-excl"
