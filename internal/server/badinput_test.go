@@ -67,6 +67,8 @@ func TestBadInput(t *testing.T) {
 		{"plus limit", "GET", "acme.localhost", "/api/projects?limit=%2B1", true, nil, 400, "invalid_limit"},
 		{"limit twice", "GET", "acme.localhost", "/api/projects?limit=1&limit=2", true, nil, 400, "invalid_limit"},
 		{"cursor twice", "GET", "acme.localhost", "/api/projects?cursor=&cursor=", true, nil, 400, "invalid_cursor"},
+		{"archived twice", "GET", "acme.localhost", "/api/projects?archived=true&archived=false", true, nil, 400, "invalid_request"},
+		{"archived twice, same", "GET", "acme.localhost", "/api/projects?archived=true&archived=true", true, nil, 400, "invalid_request"},
 		{"variation selector name", "POST", "acme.localhost", "/api/projects", true, []byte(`{"name":"\ufe0f\u034f"}`), 400, "invalid_name"},
 		{"patch wrong type", "PATCH", "acme.localhost", "/api/projects/" + p.str("id"), true, []byte(`{"name":null,"done":1}`), 400, "invalid_json"},
 		{"task bad done", "POST", "acme.localhost", "/api/projects/" + p.str("id") + "/tasks", true, []byte(`{"title":"x","done":"yes"}`), 400, "invalid_json"},

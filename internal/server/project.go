@@ -42,7 +42,12 @@ func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var f silo.ProjectFilter
-	switch a := r.URL.Query().Get("archived"); a {
+	q := r.URL.Query() // pageFromQuery refused a malformed one
+	if len(q["archived"]) > 1 {
+		s.writeError(w, r, silo.Errorf(silo.EINVALID, "Give archived once."))
+		return
+	}
+	switch a := q.Get("archived"); a {
 	case "":
 	case "true", "false":
 		archived := a == "true"
