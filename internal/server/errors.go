@@ -133,8 +133,12 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if len(allow) > 0 {
-		w.Header().Set("Allow", strings.Join(allow, ", "))
+	if len(allow) == 0 {
+		// chi answers 405 for a method it has no route for anywhere
+		// (FOO), on any path: no method is allowed here, so no route.
+		s.writeError(w, r, silo.Errorf(silo.ENOTFOUND, "No such route."))
+		return
 	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
 	s.writeError(w, r, silo.Errorf(silo.EMETHOD, "Method not allowed on this route."))
 }
