@@ -75,6 +75,12 @@ func runTokens(ctx context.Context, e env, args []string) error {
 		}
 		return tw.Flush()
 	case "create":
+		if t.Status != silo.TenantActive {
+			// Deleted tenants are not served: the token would never work,
+			// and an undelete should not come back with one nobody asked
+			// for after the delete.
+			return fmt.Errorf("tenant %s is %s; undelete it before making tokens for it", t.Slug, t.Status)
+		}
 		secret, k, err := cat.CreateToken(ctx, t.ID, name)
 		if silo.ErrorCode(err) == silo.EINVALIDNAME {
 			return &usageError{"tokens create: --name: " + silo.ErrorMessage(err)}

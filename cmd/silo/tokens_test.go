@@ -123,3 +123,29 @@ func tokenRows(t *testing.T, silo func(...string) (string, error)) [][]string {
 	}
 	return rows
 }
+
+// TestTokensCreateRefusesDeletedTenant: a deleted tenant is not served, so
+// a token made for it could never work (and would come back with an
+// undelete, made after the delete): refused, nothing made. list and revoke
+// still work on it.
+func TestTokensCreateRefusesDeletedTenant(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	silo := func(args ...string) (string, error) {
+		var out, errb syncBuffer
+		err := run(ctx, append(args, "--data", data, "--no-backup"), noEnv, &out, &errb)
+		return out.String() + errb.String(), err
+	}
+	for _, args := range [][]string{{"tenants", "create", "acme"}, {"tenants", "delete", "acme"}} {
+		if out, err := silo(args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	out, err := silo("tokens", "create", "acme")
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("tokens create for a deleted tenant: %v (exit %d) %s", err, exitCode(err), out)
+	}
+	if rows := tokenRows(t, silo); len(rows) != 1 || rows[0][1] != "owner" {
+		t.Fatalf("tokens after the refused create: %v", rows)
+	}
+}
