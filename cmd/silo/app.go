@@ -108,6 +108,13 @@ func (c *Config) check() error {
 	case c.TenantIdleTimeout < 0:
 		return &usageError{"--tenant-idle-timeout must not be negative (0: never)"}
 	}
+	if !c.NoBackup {
+		// A missing or malformed --litestream file is found here, before
+		// anything is made on disk (the data dir, its lock).
+		if _, err := loadLitestream(c); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

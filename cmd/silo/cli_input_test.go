@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,11 +23,20 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 	empty := t.TempDir() // exists, holds no fleet
 	missing := filepath.Join(t.TempDir(), "nope")
 	nested := filepath.Join(missing, "a", "b") // restore --all must not leave missing/a behind
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, tc := range []struct {
 		name  string
 		args  []string
 		usage bool // a usage error (exit 2), else any error
 	}{
+		{"port out of range", []string{"serve", "--addr", "127.0.0.1:99999", "--data", missing}, true},
+		{"no port", []string{"serve", "--addr", "127.0.0.1", "--data", missing}, true},
+		{"port in use", []string{"serve", "--addr", taken.Addr().String(), "--data", missing}, false},
+		{"litestream file missing", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--litestream", filepath.Join(empty, "none.yml")}, true},
 		{"retention zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "0"}, true},
 		{"retention negative", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "-1h"}, true},
 		{"shutdown timeout zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--shutdown-timeout", "0"}, true},

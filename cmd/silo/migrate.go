@@ -116,8 +116,10 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		opts.Progress = newProgress(e.stderr, "migrate")
 		// With backups, a missing file is a data dir being recovered: the
 		// server restores each tenant at its first request and migrates
-		// it then ("silo migrate && silo serve" must get to serve).
-		opts.SkipMissing = !c.NoBackup
+		// it up then ("silo migrate && silo serve" must get to serve). A
+		// rollback cannot leave it for later: restored, it would be ahead
+		// of the older binary.
+		opts.SkipMissing = !c.NoBackup && sub == "up"
 		res, err := fl.Migrate(ctx, opts)
 		fmt.Fprintf(e.stdout, "%d tenants: %d migrated, %d already current, %d failed, in %s\n",
 			res.Total, res.Migrated, res.Current, len(res.Failed), res.Elapsed.Round(1e6))

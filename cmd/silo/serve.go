@@ -85,6 +85,19 @@ func runServe(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Bound first: a wrong --addr (a port in use, out of range) must fail
+	// before anything is made on disk. Connections that arrive while the
+	// fleet opens wait in the listen queue.
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		return &usageError{fmt.Sprintf("--addr %q: want HOST:PORT (%v)", c.Addr, err)}
+	} else if _, err := net.LookupPort("tcp", port); err != nil {
+		return &usageError{fmt.Sprintf("--addr %q: %v", c.Addr, err)}
+	}
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", c.Addr, err)
+	}
+	defer ln.Close()
 	if err := os.MkdirAll(c.Data, 0o700); err != nil {
 		return err
 	}
@@ -148,10 +161,6 @@ func runServe(ctx context.Context, e env, args []string) error {
 		TenantRate:        lim.TenantRate,
 		TenantMaxInflight: lim.TenantMaxInflight,
 	})
-	ln, err := net.Listen("tcp", c.Addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler: handler,
 		// Bounds that keep slow or idle clients from holding connections:
