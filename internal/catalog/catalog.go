@@ -181,6 +181,13 @@ func (c *Catalog) SetStatus(ctx context.Context, id silo.TenantID, status string
 	})
 }
 
+// ClaimDelete marks an active tenant "deleting" and reports whether this
+// call did: of two deletes of one tenant, only one goes on.
+func (c *Catalog) ClaimDelete(ctx context.Context, id silo.TenantID) (bool, error) {
+	n, err := c.wq.ClaimDelete(ctx, catalogsql.ClaimDeleteParams{UpdatedAt: c.now().UnixMilli(), ID: string(id)})
+	return n == 1, err
+}
+
 // DeleteTenant removes the row of a tenant that ClaimPurge claimed and, by
 // cascade, its tokens.
 func (c *Catalog) DeleteTenant(ctx context.Context, id silo.TenantID) error {

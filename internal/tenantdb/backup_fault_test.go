@@ -22,6 +22,8 @@ type fakeBackup struct {
 	// restoreNothing makes Restore report success without writing its
 	// output, so the restore's final rename fails.
 	restoreNothing bool
+	// emptyReplica makes every replica look empty (ReplicaTXID 0).
+	emptyReplica bool
 }
 
 func (f *fakeBackup) set(register, sync bool) {
@@ -75,7 +77,12 @@ func (f *fakeBackup) Restore(ctx context.Context, name, out string, at time.Time
 	}
 	return errors.New("no restores here")
 }
-func (f *fakeBackup) ReplicaTXID(ctx context.Context, name string) (uint64, error) { return 1, nil }
+func (f *fakeBackup) ReplicaTXID(ctx context.Context, name string) (uint64, error) {
+	if f.emptyReplica {
+		return 0, nil
+	}
+	return 1, nil
+}
 
 // openFakeStore opens a store whose backup is fb; dirty collects the
 // tenants recorded as registered (OnBackupState true).
@@ -248,5 +255,30 @@ func TestRestoreFailingAtRenameKeepsTenant(t *testing.T) {
 	ps, _, err := tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(ctx, tn), silo.Page{Limit: 10}, silo.ProjectFilter{})
 	if err != nil || len(ps) != 1 || ps[0].Name != "acked" {
 		t.Fatalf("after a restore that failed at its rename: %v %v", ps, err)
+	}
+}
+
+// TestLazyRestoreFailureIsNotNotFound: a tenant whose file is missing and
+// cannot be restored now (here the catalog cannot say whether it was ever
+// backed up) exists all the same: its requests get 503, never 404
+// tenant_not_found, which a client may take for a deleted tenant.
+func TestLazyRestoreFailureIsNotNotFound(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}, emptyReplica: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := tenantdb.Open(ctx, tenantdb.Config{
+		Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, Backup: fb,
+		BackupSeen: func(context.Context, silo.TenantID) (bool, error) {
+			return false, errors.New("catalog: disk I/O error")
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	tn := &silo.Tenant{ID: "t1", Slug: "t1", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+	_, _, err = tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(ctx, tn), silo.Page{}, silo.ProjectFilter{})
+	if silo.ErrorCode(err) != silo.EUNAVAILABLE || strings.Contains(silo.ErrorMessage(err), "disk I/O") {
+		t.Fatalf("a missing file that cannot be restored now: %v (code %q), want unavailable without internals", err, silo.ErrorCode(err))
 	}
 }

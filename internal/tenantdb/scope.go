@@ -164,8 +164,13 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, silo.Strat
 				// new machine or an empty data dir. Restore it, once.
 				if _, rerr := s.RestoreIfMissing(ctx, t); rerr != nil {
 					s.log.Warn("backup: lazy restore failed", "tenant", t.Slug, "err", rerr)
-					if silo.ErrorCode(rerr) == silo.EUNAVAILABLE {
-						err = rerr // the replica is unreachable: 503, not "no such tenant"
+					// The tenant exists; its file could not be brought
+					// back now (replica unreachable, a restore under
+					// way, the catalog failing): 503, not "no such
+					// tenant", and no internals.
+					err = rerr
+					if silo.ErrorCode(rerr) == silo.EINTERNAL {
+						err = silo.Errorf(silo.EUNAVAILABLE, "The tenant's file is missing and cannot be restored now; retry later.")
 					}
 				} else {
 					db, release, err = s.cache.Acquire(ctx, t.ID)

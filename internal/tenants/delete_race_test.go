@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -260,5 +261,51 @@ func TestDeleteRefusedKeepsTenant(t *testing.T) {
 	}
 	if got := len(w.snapshot(t, "keep")); got != 3 {
 		t.Fatalf("%d rows, want 3", got)
+	}
+}
+
+// TestConcurrentDeletes: a second delete of a tenant while the first one
+// runs is refused (409) and changes nothing. Both used to go on: the second
+// restarted the retention period once the first was done, or, had the
+// first failed for want of the replica, went on deleting a tenant the
+// first had just put back in service.
+func TestConcurrentDeletes(t *testing.T) {
+	w := open(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A request holds the tenant's handle: the first delete waits for it.
+	_, rel, err := w.store.Acquire(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := sync.OnceFunc(rel)
+	defer release()
+	first := make(chan error, 1)
+	go func() { first <- w.svc.Delete(ctx, "acme") }()
+	// Claimed, so waiting for the borrow to end.
+	for {
+		got, err := w.catalog.TenantBySlugAnyStatus(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == silo.TenantDeleting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := w.svc.Delete(ctx, "acme"); silo.ErrorCode(err) != silo.ECONFLICT {
+		t.Fatalf("a delete while another runs: %v, want conflict", err)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatalf("the first delete: %v", err)
+	}
+	got, err := w.catalog.TenantBySlugAnyStatus(ctx, "acme")
+	if err != nil || got.Status != silo.TenantDeleted {
+		t.Fatalf("after the deletes: %+v %v", got, err)
 	}
 }

@@ -145,8 +145,16 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 		// being served with its data still there.
 		return silo.Errorf(silo.EUNAVAILABLE, "Tenant %q lives in PostgreSQL, which this process is not connected to (--postgres).", slug)
 	}
-	if err := s.catalog.SetStatus(ctx, t.ID, silo.TenantDeleting); err != nil {
+	if t.Status == silo.TenantDeleting {
+		// Another delete is under way (or crashed: the next start finishes
+		// it). Two at once would both finish it, the second restarting the
+		// retention period, or undo the first one's failure half-way.
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted.", slug)
+	}
+	if claimed, err := s.catalog.ClaimDelete(ctx, t.ID); err != nil {
 		return err
+	} else if !claimed {
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted, or was just deleted.", slug)
 	}
 	err = s.finishDelete(ctx, t)
 	if silo.ErrorCode(err) == silo.EUNAVAILABLE && t.Status == silo.TenantActive {

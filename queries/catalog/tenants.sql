@@ -22,6 +22,11 @@ SELECT count(*) FROM tenants WHERE strategy = 'shared' AND status IN ('active', 
 -- name: SetTenantStatus :exec
 UPDATE tenants SET status = ?, updated_at = ? WHERE id = ?;
 
+-- name: ClaimDelete :execrows
+-- Only one delete of a tenant may run: the one that moves it out of active.
+UPDATE tenants SET status = 'deleting', updated_at = @updated_at
+WHERE id = @id AND status = 'active';
+
 -- name: SetTenantSchemaVersion :exec
 UPDATE tenants SET schema_version = ?, updated_at = ? WHERE id = ?;
 

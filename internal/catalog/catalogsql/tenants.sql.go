@@ -10,6 +10,25 @@ import (
 	"database/sql"
 )
 
+const claimDelete = `-- name: ClaimDelete :execrows
+UPDATE tenants SET status = 'deleting', updated_at = ?1
+WHERE id = ?2 AND status = 'active'
+`
+
+type ClaimDeleteParams struct {
+	UpdatedAt int64
+	ID        string
+}
+
+// Only one delete of a tenant may run: the one that moves it out of active.
+func (q *Queries) ClaimDelete(ctx context.Context, arg ClaimDeleteParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, claimDelete, arg.UpdatedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const claimPurge = `-- name: ClaimPurge :execrows
 UPDATE tenants SET status = 'purging', updated_at = ?1
 WHERE id = ?2 AND status IN ('deleted', 'purging') AND deleted_at < ?3
