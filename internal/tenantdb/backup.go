@@ -50,6 +50,8 @@ type backupState struct {
 const (
 	backupTimeout    = 30 * time.Second // one register or final sync
 	backupRetryEvery = 5 * time.Second
+	// backupProbeTimeout bounds the replica check before a retry.
+	backupProbeTimeout = 5 * time.Second
 	forgetTimeout    = 5 * time.Second // the last upload of a file being removed
 )
 
@@ -137,6 +139,17 @@ func (s *Store) syncClosed(id silo.TenantID) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), backupTimeout)
 	defer cancel()
+	// Ask the replica first, without the hold: while it is unreachable a
+	// retry under the hold would close an open tenant and keep its
+	// requests waiting (then 503) for as long as the attempt takes, every
+	// retry period, for the whole outage.
+	pctx, pcancel := context.WithTimeout(ctx, backupProbeTimeout)
+	_, err = s.cfg.Backup.ReplicaTXID(pctx, filepath.Base(path))
+	pcancel()
+	if err != nil {
+		s.addPending(id)
+		return
+	}
 	release, err := s.cache.Hold(ctx, id, silo.ETENANTBUSY)
 	if err != nil {
 		s.addPending(id)

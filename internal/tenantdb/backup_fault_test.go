@@ -24,6 +24,10 @@ type fakeBackup struct {
 	restoreNothing bool
 	// emptyReplica makes every replica look empty (ReplicaTXID 0).
 	emptyReplica bool
+	// down makes the replica unreachable for reads too; registers counts
+	// the calls of Register.
+	down      bool
+	registers int
 }
 
 func (f *fakeBackup) set(register, sync bool) {
@@ -35,7 +39,8 @@ func (f *fakeBackup) set(register, sync bool) {
 func (f *fakeBackup) Register(ctx context.Context, path string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failRegister {
+	f.registers++
+	if f.failRegister || f.down {
 		return errors.New("replica unreachable")
 	}
 	f.registered[path] = true
@@ -78,6 +83,11 @@ func (f *fakeBackup) Restore(ctx context.Context, name, out string, at time.Time
 	return errors.New("no restores here")
 }
 func (f *fakeBackup) ReplicaTXID(ctx context.Context, name string) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return 0, errors.New("replica unreachable")
+	}
 	if f.emptyReplica {
 		return 0, nil
 	}
@@ -280,5 +290,46 @@ func TestLazyRestoreFailureIsNotNotFound(t *testing.T) {
 	_, _, err = tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(ctx, tn), silo.Page{}, silo.ProjectFilter{})
 	if silo.ErrorCode(err) != silo.EUNAVAILABLE || strings.Contains(silo.ErrorMessage(err), "disk I/O") {
 		t.Fatalf("a missing file that cannot be restored now: %v (code %q), want unavailable without internals", err, silo.ErrorCode(err))
+	}
+}
+
+// TestRetryLeavesTenantAloneWhileReplicaDown: a tenant whose registration
+// failed is served and retried in the background. While the replica stays
+// unreachable the retry must not take the tenant: it used to hold it,
+// closing its handle and keeping its requests waiting (then 503) for as
+// long as each attempt took, every retry period. Once the replica is back
+// the retry catches the replica up.
+func TestRetryLeavesTenantAloneWhileReplicaDown(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}, down: true}
+	var dirty sync.Map
+	st := openFakeStore(t, fb, &dirty)
+	writeTo(t, st, silo.StrategyDatabase) // served, register failed
+	fb.mu.Lock()
+	before := fb.registers
+	fb.mu.Unlock()
+	time.Sleep(6 * time.Second) // one retry period and more
+	fb.mu.Lock()
+	during := fb.registers - before
+	fb.mu.Unlock()
+	if during != 0 {
+		t.Fatalf("%d register attempts under a hold while the replica was down", during)
+	}
+	if s := st.Cache().Stats(); s.OpenHandles != 1 {
+		t.Fatalf("the tenant's handle was closed by a retry during the outage: %+v", s)
+	}
+	fb.mu.Lock()
+	fb.down = false
+	fb.mu.Unlock()
+	path, _ := st.Path("t1")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		fb.mu.Lock()
+		n := fb.registers - before
+		fb.mu.Unlock()
+		if n > 0 && !fb.isRegistered(path) {
+			break // retried: registered, synced and unregistered
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica came back and the tenant was never synced")
+		}
 	}
 }
