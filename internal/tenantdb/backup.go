@@ -52,7 +52,7 @@ const (
 	backupRetryEvery = 5 * time.Second
 	// backupProbeTimeout bounds the replica check before a retry.
 	backupProbeTimeout = 5 * time.Second
-	forgetTimeout    = 5 * time.Second // the last upload of a file being removed
+	forgetTimeout      = 5 * time.Second // the last upload of a file being removed
 )
 
 // register is called on the open path, before the app opens the file. A
