@@ -87,6 +87,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown method on a route", "FOO", "acme.localhost", "/api/projects", true, nil, 405, "method_not_allowed"},
 		{"foreign host", "GET", "evil.com", "/api/projects", true, nil, 404, "not_found"},
 		{"suffix trick", "GET", "acme.localhost.evil.com", "/api/projects", true, nil, 404, "not_found"},
+		{"port not a number", "GET", "acme.localhost:abc", "/api/projects", true, nil, 404, "not_found"},
+		{"port too long", "GET", "acme.localhost:123456", "/api/projects", true, nil, 404, "not_found"},
 		{"sub-subdomain", "GET", "a.acme.localhost", "/api/projects", true, nil, 404, "tenant_not_found"},
 		{"hostile label", "GET", "..%2f.localhost", "/api/projects", true, nil, 404, "tenant_not_found"},
 		{"overlong label", "GET", strings.Repeat("a", 64) + ".localhost", "/api/projects", true, nil, 404, "tenant_not_found"},

@@ -26,7 +26,12 @@ func ResolveHost(host, baseDomain string) (slug string, isBase bool, err error) 
 		}
 	}
 	bracketed := strings.HasPrefix(host, "[")
-	if h, _, err := net.SplitHostPort(host); err == nil {
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		// A port is digits (or empty, as RFC 3986 allows): "a.localhost:abc"
+		// names no host this server answers for.
+		if strings.Trim(port, "0123456789") != "" || len(port) > 5 {
+			return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
+		}
 		host = h
 	} else if bracketed {
 		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")

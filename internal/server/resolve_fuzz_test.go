@@ -61,7 +61,7 @@ func FuzzResolveHost(f *testing.F) {
 		"../acme.localhost", "%2e%2e.localhost", "acme\x00.localhost", "\u0430cme.localhost",
 		"ａｃｍｅ.localhost", "xn--cme-8cd.localhost", strings.Repeat("a", 64) + ".localhost",
 		"acme.localhost..", "acme.evil.com", "evil.com", "", ":", "[acme.localhost]:80",
-		"acme.localhost:80:80", "[fe80::1%25eth0]:80",
+		"acme.localhost:80:80", "[fe80::1%25eth0]:80", "acme.localhost:abc", "acme.localhost:",
 	} {
 		f.Add(h)
 	}

@@ -138,6 +138,9 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	}
 	if t.Status == silo.TenantDeleted || t.Status == silo.TenantPurging {
 		// Deleting again would restart its retention period.
+		if t.Strategy != silo.StrategyDatabase {
+			return silo.Errorf(silo.ECONFLICT, "Tenant %q is already deleted; the retention period purges it.", slug)
+		}
 		return silo.Errorf(silo.ECONFLICT, "Tenant %q is already deleted (undelete it, or wait for the retention period to purge it).", slug)
 	}
 	if t.Strategy.Postgres() && s.pg == nil {
