@@ -12,6 +12,22 @@ import (
 	"github.com/silohq/silo/internal/tenantdb"
 )
 
+// provisionedStore opens a store without backups over a temp dir, with
+// tenant id provisioned.
+func provisionedStore(t *testing.T, id silo.TenantID) *tenantdb.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := tenantdb.Open(ctx, tenantdb.Config{Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 2}, MigrateOnOpen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(ctx) })
+	if err := st.Provision(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // TestProvisionIgnoresStaleWAL: a -wal left beside a missing tenant file (a
 // crash between the removals of a deleted tenant's files) holds frames of
 // the old file. SQLite cannot tell whose WAL it is, so a new file at that
@@ -20,14 +36,7 @@ import (
 func TestProvisionIgnoresStaleWAL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, err := tenantdb.Open(ctx, tenantdb.Config{Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 2}, MigrateOnOpen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
-	if err := st.Provision(ctx, "old"); err != nil {
-		t.Fatal(err)
-	}
+	st := provisionedStore(t, "old")
 	oldPath, _ := st.Path("old")
 	path, _ := st.Path("t1")
 
@@ -67,16 +76,7 @@ func TestProvisionIgnoresStaleWAL(t *testing.T) {
 // nothing else is: not a young one (a signup or restore under way), not a
 // tenant's file, not Litestream's state beside it.
 func TestRemoveTempFiles(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := tenantdb.Open(ctx, tenantdb.Config{Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 2}, MigrateOnOpen: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(ctx)
-	if err := st.Provision(ctx, "t1"); err != nil {
-		t.Fatal(err)
-	}
+	st := provisionedStore(t, "t1")
 	tenant, _ := st.Path("t1")
 	dir := st.Dir()
 	old := time.Now().Add(-time.Hour)
