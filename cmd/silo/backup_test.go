@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silohq/silo/internal/sqlite"
 	_ "modernc.org/sqlite"
 )
 
@@ -800,5 +801,46 @@ func TestWritesWithoutBackupReachReplicaLater(t *testing.T) {
 		if st != 200 || len(body["projects"].([]any)) != want {
 			t.Fatalf("%s after the disaster: %d %v, want %d projects", slug, st, body, want)
 		}
+	}
+}
+
+// TestUnbackedMarkOfDeletedTenantCleared: a tenant written under
+// --no-backup and deleted before backups came back has nothing left to
+// sync: the first start with backups clears its mark instead of asking
+// the replica about it at every start for good.
+func TestUnbackedMarkOfDeletedTenantCleared(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data, "--no-backup")
+	tokens := signup(t, url, "brief")
+	if st, _ := call(t, "POST", url+"/api/projects", "brief.localhost", tokens["brief"], `{"name":"x"}`); st != 201 {
+		t.Fatal(st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), []string{"tenants", "delete", "brief", "--data", data, "--no-backup"}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	dirty := func() int {
+		db, err := sqlite.Open(filepath.Join(data, "catalog.db"), sqlite.Options{MaxConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM backup_dirty").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := dirty(); n != 1 {
+		t.Fatalf("marks after the write under --no-backup: %d, want 1", n)
+	}
+	_, stop = runMain(t, "--data", data)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := dirty(); n != 0 {
+		t.Fatalf("marks after a start with backups: %d, want 0", n)
 	}
 }

@@ -142,13 +142,15 @@ func (s *Store) syncClosed(id silo.TenantID) {
 	// Ask the replica first, without the hold: while it is unreachable a
 	// retry under the hold would close an open tenant and keep its
 	// requests waiting (then 503) for as long as the attempt takes, every
-	// retry period, for the whole outage.
-	pctx, pcancel := context.WithTimeout(ctx, backupProbeTimeout)
-	_, err = s.cfg.Backup.ReplicaTXID(pctx, filepath.Base(path))
-	pcancel()
-	if err != nil {
-		s.addPending(id)
-		return
+	// retry period, for the whole outage. (A file gone needs no replica.)
+	if _, err := os.Stat(path); err == nil {
+		pctx, pcancel := context.WithTimeout(ctx, backupProbeTimeout)
+		_, err = s.cfg.Backup.ReplicaTXID(pctx, filepath.Base(path))
+		pcancel()
+		if err != nil {
+			s.addPending(id)
+			return
+		}
 	}
 	release, err := s.cache.Hold(ctx, id, silo.ETENANTBUSY)
 	if err != nil {
@@ -161,6 +163,10 @@ func (s *Store) syncClosed(id silo.TenantID) {
 		// final sync failed before the file went): stop that.
 		if err := s.cfg.Backup.Forget(ctx, path); err != nil {
 			s.log.Warn("backup: forget a removed file", "tenant", id, "err", err)
+		}
+		// Nothing left to sync: the mark would be retried at every start.
+		if s.cfg.OnBackupState != nil {
+			s.cfg.OnBackupState(ctx, id, false)
 		}
 		return
 	}

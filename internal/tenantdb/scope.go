@@ -168,8 +168,10 @@ func (s *Store) borrow(ctx context.Context, t *silo.Tenant) (*sql.DB, silo.Strat
 					// back now (replica unreachable, a restore under
 					// way, the catalog failing): 503, not "no such
 					// tenant", and no internals.
-					err = rerr
-					if silo.ErrorCode(rerr) == silo.EINTERNAL {
+					switch silo.ErrorCode(rerr) {
+					case silo.EUNAVAILABLE, silo.ETENANTRESTORING, silo.ETENANTBUSY:
+						err = rerr
+					default: // internal, or the replica's own not-found
 						err = silo.Errorf(silo.EUNAVAILABLE, "The tenant's file is missing and cannot be restored now; retry later.")
 					}
 				} else {

@@ -256,7 +256,9 @@ func (s *Store) remove(ctx context.Context, t *silo.Tenant, sync bool) error {
 	}
 	release, err := s.cache.Hold(ctx, t.ID, silo.ETENANTNOTFOUND)
 	if err != nil {
-		return err
+		// Given up while requests still had the tenant: nothing removed.
+		s.log.Warn("remove: waiting for the tenant's requests", "tenant", t.ID, "err", err)
+		return silo.Errorf(silo.EUNAVAILABLE, "The tenant is still in use; nothing was deleted; retry.")
 	}
 	defer release()
 	// Read the placement under the hold: a move that finished while this

@@ -309,3 +309,46 @@ func TestConcurrentDeletes(t *testing.T) {
 		t.Fatalf("after the deletes: %+v %v", got, err)
 	}
 }
+
+// TestDeleteRetryAfterGivingUp: a delete whose caller gives up while a
+// request still has the tenant changed nothing and puts the tenant back in
+// service; and a tenant left "deleting" by a delete that failed half-way
+// (or a crash) is finished by the next delete, not refused until a restart.
+func TestDeleteRetryAfterGivingUp(t *testing.T) {
+	w := open(t, t.TempDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.fill(t, "acme", 1, 1)
+	_, rel, err := w.store.Acquire(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, stop := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = w.svc.Delete(short, "acme")
+	stop()
+	rel()
+	if silo.ErrorCode(err) != silo.EUNAVAILABLE {
+		t.Fatalf("a delete given up while the tenant was in use: %v, want unavailable", err)
+	}
+	if got, _ := w.catalog.TenantBySlugAnyStatus(ctx, "acme"); got == nil || got.Status != silo.TenantActive {
+		t.Fatalf("after a delete given up: %+v, want active", got)
+	}
+	if n := len(w.snapshot(t, "acme")); n != 2 {
+		t.Fatalf("after a delete given up: %d rows, want 2", n)
+	}
+	// Left "deleting" (a failure after the claim, or a crash): a delete
+	// finishes it.
+	if err := w.catalog.SetStatus(ctx, tn.ID, silo.TenantDeleting); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Delete(ctx, "acme"); err != nil {
+		t.Fatalf("finishing a delete left half-way: %v", err)
+	}
+	if got, _ := w.catalog.TenantBySlugAnyStatus(ctx, "acme"); got == nil || got.Status != silo.TenantDeleted {
+		t.Fatalf("after finishing: %+v, want deleted", got)
+	}
+}

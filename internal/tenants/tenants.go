@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,6 +28,12 @@ type Service struct {
 	pg              Postgres // nil without --postgres
 	defaultStrategy silo.Strategy
 	log             *slog.Logger
+
+	// deleting names the tenants a Delete of this process is working on.
+	// Deletes run in the serving process only (the CLI refuses one beside
+	// a server), so this is every delete under way.
+	mu       sync.Mutex
+	deleting map[silo.TenantID]bool
 }
 
 // Postgres provisions tenants placed in PostgreSQL. (The store drops them,
@@ -148,16 +155,33 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 		// being served with its data still there.
 		return silo.Errorf(silo.EUNAVAILABLE, "Tenant %q lives in PostgreSQL, which this process is not connected to (--postgres).", slug)
 	}
-	if t.Status == silo.TenantDeleting {
-		// Another delete is under way (or crashed: the next start finishes
-		// it). Two at once would both finish it, the second restarting the
-		// retention period, or undo the first one's failure half-way.
+	// One delete of a tenant at a time: two would both finish it, the
+	// second restarting the retention period, or go on with a tenant the
+	// first put back in service after failing.
+	s.mu.Lock()
+	if s.deleting[t.ID] {
+		s.mu.Unlock()
 		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted.", slug)
 	}
-	if claimed, err := s.catalog.ClaimDelete(ctx, t.ID); err != nil {
-		return err
-	} else if !claimed {
-		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted, or was just deleted.", slug)
+	if s.deleting == nil {
+		s.deleting = map[silo.TenantID]bool{}
+	}
+	s.deleting[t.ID] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.deleting, t.ID)
+		s.mu.Unlock()
+	}()
+	// A tenant already "deleting" is one whose delete failed half-way or
+	// crashed: this one finishes it. An active one is claimed in the
+	// catalog first; losing the claim means a delete got there first.
+	if t.Status == silo.TenantActive {
+		if claimed, err := s.catalog.ClaimDelete(ctx, t.ID); err != nil {
+			return err
+		} else if !claimed {
+			return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted, or was just deleted.", slug)
+		}
 	}
 	err = s.finishDelete(ctx, t)
 	if silo.ErrorCode(err) == silo.EUNAVAILABLE && t.Status == silo.TenantActive {
