@@ -42,6 +42,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 
+	// PostgresLazy (serve) starts while PostgreSQL is unreachable: its
+	// tenants answer 503 until it is back; other commands refuse to run.
+	PostgresLazy bool
+
 	Backup     bool   // set by the commands that run the embedded Litestream
 	Litestream string // path of litestream.yml
 	NoBackup   bool
@@ -216,7 +220,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	store.SetTenantMaxBytes(c.TenantMaxBytes)
 	a := &app{catalog: cat, store: store, tenants: tenants.New(cat, store, strategy, log), backup: rep, log: log}
 	if c.Postgres != "" {
-		if a.pg, err = openPostgres(ctx, c); err != nil {
+		if a.pg, err = openPostgres(ctx, c, log); err != nil {
 			a.Close(ctx)
 			return nil, err
 		}
@@ -226,16 +230,36 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	return a, nil
 }
 
+// postgresRetry is how often a server that started without PostgreSQL
+// tries it again.
+const postgresRetry = 5 * time.Second
+
 // openPostgres connects the PostgreSQL engine, first running its setup as
 // the owner role if --postgres-admin is given.
-func openPostgres(ctx context.Context, c *Config) (*pg.Engine, error) {
+func openPostgres(ctx context.Context, c *Config, log *slog.Logger) (*pg.Engine, error) {
+	var setup func(context.Context) error
 	if c.PostgresAdmin != "" {
 		u, err := url.Parse(c.Postgres)
 		if err != nil || u.User == nil || u.User.Username() == "" {
 			return nil, &usageError{"--postgres must be a postgres:// URL naming the app's role"}
 		}
-		if err := pg.Setup(ctx, c.PostgresAdmin, u.User.Username(), pg.Config{}); err != nil {
-			return nil, fmt.Errorf("postgres setup: %w", err)
+		setup = func(ctx context.Context) error {
+			if err := pg.Setup(ctx, c.PostgresAdmin, u.User.Username(), pg.Config{}); err != nil {
+				return fmt.Errorf("postgres setup: %w", err)
+			}
+			return nil
+		}
+	}
+	if c.PostgresLazy {
+		e, err := pg.OpenLazy(ctx, c.Postgres, pg.Config{}, setup, postgresRetry, log)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		return e, nil
+	}
+	if setup != nil {
+		if err := setup(ctx); err != nil {
+			return nil, err
 		}
 	}
 	e, err := pg.Open(ctx, c.Postgres, pg.Config{})

@@ -60,6 +60,7 @@ func runServe(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	c.Backup = !c.NoBackup
+	c.PostgresLazy = true // PostgreSQL down must not take the other tenants down
 	if err := lim.check(); err != nil {
 		return err
 	}

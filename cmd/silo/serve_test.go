@@ -88,3 +88,26 @@ func TestServeLimitFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestServeStartsWithPostgresDown: PostgreSQL down at start must not take
+// down the tenants in SQLite. serve starts, serves them, and answers 503
+// for what needs PostgreSQL (it used to refuse to start).
+func TestServeStartsWithPostgresDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	url, stop := runMain(t, "--data", t.TempDir(), "--no-backup",
+		"--postgres", "postgres://app:pw@"+down+"/silo?sslmode=disable")
+	defer stop()
+	tokens := signup(t, url, "files")
+	if st, body := call(t, "POST", url+"/api/projects", "files.localhost", tokens["files"], `{"name":"up"}`); st != 201 {
+		t.Fatalf("a tenant in its own file with PostgreSQL down: %d %v", st, body)
+	}
+	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"inpg","strategy":"schema"}`)
+	if e, _ := body["error"].(map[string]any); st != 503 || e["code"] != "unavailable" {
+		t.Fatalf("a signup into PostgreSQL while it is down: %d %v", st, body)
+	}
+}

@@ -51,10 +51,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -101,12 +104,98 @@ type Engine struct {
 	// although the catalog said otherwise (it lags `silo migrate`), so
 	// that their requests stop asking.
 	current sync.Map // silo.TenantID → struct{}
+
+	// notReady is set while an engine opened by OpenLazy has not yet
+	// checked its role and setup (PostgreSQL was unreachable at start):
+	// nothing reaches tenant data meanwhile (db).
+	notReady atomic.Bool
+	stop     chan struct{} // closed by Close; nil for Open
+	done     chan struct{} // closed when the readiness loop ends
+}
+
+// db is the pool, for every use that reaches tenant data.
+func (e *Engine) db() (*pgxpool.Pool, error) {
+	if e.notReady.Load() {
+		return nil, silo.Errorf(silo.EUNAVAILABLE, "PostgreSQL, where this tenant lives, cannot be reached now; retry shortly.")
+	}
+	return e.pool, nil
 }
 
 // Open connects to url as the app role and checks that Row-Level Security
 // binds that role: a superuser, a BYPASSRLS role or the owner of the shared
 // tables is refused.
 func Open(ctx context.Context, url string, cfg Config) (*Engine, error) {
+	e, err := newEngine(ctx, url, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.check(ctx); err != nil {
+		e.pool.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// OpenLazy is Open for a server that must start while PostgreSQL is
+// unreachable: its tenants in SQLite are served meanwhile. If PostgreSQL
+// cannot be reached, the engine answers 503 for its tenants and checks
+// again every retry, running setup first (the --postgres-admin work, or
+// nil), until the role and setup checks pass. Anything else that Open
+// refuses (a wrong password, a superuser role, a database not set up) is
+// an error here too, as is everything at once when PostgreSQL answers.
+func OpenLazy(ctx context.Context, url string, cfg Config, setup func(context.Context) error, retry time.Duration, log *slog.Logger) (*Engine, error) {
+	e, err := newEngine(ctx, url, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ready := func(ctx context.Context) error {
+		if setup != nil {
+			if err := setup(ctx); err != nil {
+				return err
+			}
+		}
+		return e.check(ctx)
+	}
+	err = ready(ctx)
+	if err == nil {
+		return e, nil
+	}
+	if !down(err) {
+		e.pool.Close()
+		return nil, err
+	}
+	log.Warn("postgres: unreachable; serving the other placements, and answering 503 for its tenants until it is back", "err", err)
+	e.notReady.Store(true)
+	e.stop, e.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(e.done)
+		t := time.NewTicker(retry)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.stop:
+				return
+			case <-t.C:
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), retry+10*time.Second)
+			err := ready(cctx)
+			cancel()
+			switch {
+			case err == nil:
+				e.notReady.Store(false)
+				log.Info("postgres: reachable and set up; serving its tenants")
+				return
+			case !down(err):
+				// Reached, and refused: the settings are wrong. Say so at
+				// every retry; the operator may fix PostgreSQL's side.
+				log.Error("postgres: reachable but not usable; its tenants answer 503", "err", err)
+			}
+		}
+	}()
+	return e, nil
+}
+
+func newEngine(ctx context.Context, url string, cfg Config) (*Engine, error) {
 	ms, err := parseMigrations(schema.PostgresTenant())
 	if err != nil {
 		return nil, err
@@ -122,22 +211,25 @@ func Open(ctx context.Context, url string, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	e := &Engine{
+	return &Engine{
 		pool:       pool,
 		shared:     pgx.Identifier{cfg.sharedSchema()}.Sanitize(),
 		sharedName: cfg.sharedSchema(),
 		tenant:     ms,
-	}
-	if err := e.checkRole(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	if err := e.checkReady(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return e, nil
+	}, nil
 }
+
+// check runs Open's checks: the role, then the setup.
+func (e *Engine) check(ctx context.Context) error {
+	if err := e.checkRole(ctx); err != nil {
+		return err
+	}
+	return e.checkReady(ctx)
+}
+
+// Ready reports whether the engine serves its tenants (false while an
+// OpenLazy engine waits for PostgreSQL).
+func (e *Engine) Ready() bool { return !e.notReady.Load() }
 
 // checkReady refuses to start on a database that Setup (--postgres-admin)
 // has not prepared for this role: without it the server started, then
@@ -183,7 +275,13 @@ func (e *Engine) checkRole(ctx context.Context) error {
 }
 
 // Close closes the pool, waiting for borrowed connections.
-func (e *Engine) Close() { e.pool.Close() }
+func (e *Engine) Close() {
+	if e.stop != nil {
+		close(e.stop)
+		<-e.done
+	}
+	e.pool.Close()
+}
 
 // Latest is the schema version this build's tenant migrations reach.
 func (e *Engine) Latest() int64 { return e.tenant.latest() }
@@ -219,7 +317,11 @@ func (e *Engine) MigrateSchemaTenant(ctx context.Context, id silo.TenantID, targ
 		return 0, 0, err
 	}
 	e.current.Delete(id) // the gate asks the schema again
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	pool, err := e.db()
+	if err != nil {
+		return 0, 0, err
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		from, to, err = e.tenant.migrate(ctx, tx, name, target)
 		return err
 	})
@@ -235,7 +337,11 @@ func (e *Engine) SchemaVersion(ctx context.Context, id silo.TenantID) (int64, er
 	if err != nil {
 		return 0, err
 	}
-	return version(ctx, e.pool, name)
+	pool, err := e.db()
+	if err != nil {
+		return 0, err
+	}
+	return version(ctx, pool, name)
 }
 
 // DropTenant deletes every row of tenant id in placement p: its whole
@@ -248,7 +354,11 @@ func (e *Engine) DropTenant(ctx context.Context, id silo.TenantID, p silo.Strate
 		if err != nil {
 			return err
 		}
-		_, err = e.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+		pool, err := e.db()
+		if err != nil {
+			return err
+		}
+		_, err = pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
 		return formatError(err)
 	case StrategyPGShared:
 		// Under RLS the app can delete only the tenant it is set to.
@@ -277,6 +387,19 @@ func formatError(err error) error {
 		return silo.Errorf(silo.EUNAVAILABLE, "PostgreSQL, where this tenant lives, cannot be reached now; retry shortly.")
 	}
 	return err
+}
+
+// down reports whether err says PostgreSQL is not there to answer, as
+// opposed to answering no: a server that refuses the password, the role or
+// the database is reached. (unreachable, for requests, counts any failed
+// connection as a reason to retry.)
+func down(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		c := pe.Code
+		return strings.HasPrefix(c, "08") || c == "57P01" || c == "57P02" || c == "57P03"
+	}
+	return unreachable(err)
 }
 
 // unreachable reports whether err means PostgreSQL could not be reached or

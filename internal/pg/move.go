@@ -103,7 +103,11 @@ func b2i(b bool) int64 {
 // SchemaTenants lists the tenants that have a schema of their own, from the
 // schema names (for the cleanup after an interrupted move).
 func (e *Engine) SchemaTenants(ctx context.Context) ([]silo.TenantID, error) {
-	rows, err := e.pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'`)
+	pool, err := e.db()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tenant\_%'`)
 	if err != nil {
 		return nil, err
 	}

@@ -49,7 +49,11 @@ func (e *Engine) withScope(ctx context.Context, fn func(sc *scope) error) error 
 	default:
 		return fmt.Errorf("tenant %s: placement %q is not PostgreSQL's", t.ID, t.Strategy)
 	}
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	pool, err := e.db()
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, setScope, path+", pg_temp", string(t.ID)); err != nil {
 			return err
 		}
@@ -87,8 +91,6 @@ func (e *Engine) gate(ctx context.Context, id silo.TenantID) error {
 	}
 	return silo.Errorf(silo.ETENANTMIGRATING, "The tenant's schema is at version %d, behind this server's %d; it is served again once `silo migrate --postgres URL` has upgraded it.", v, latest)
 }
-
-// newID returns an opaque, time-ordered id (UUIDv7), as tenantdb does.
 
 func nowMilli() int64 { return time.Now().UnixMilli() }
 

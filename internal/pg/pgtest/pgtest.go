@@ -27,6 +27,19 @@ func Available() bool { return os.Getenv("SILO_TEST_POSTGRES_URL") != "" }
 // Engine returns an engine connected as a fresh app role.
 func Engine(tb testing.TB) *pg.Engine {
 	tb.Helper()
+	appURL, cfg := Role(tb)
+	e, err := pg.Open(context.Background(), appURL, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(e.Close)
+	return e
+}
+
+// Role makes a fresh app role and shared schema, set up with pg.Setup, and
+// returns the role's URL and the engine settings that go with it.
+func Role(tb testing.TB) (appURL string, cfg pg.Config) {
+	tb.Helper()
 	adminURL := os.Getenv("SILO_TEST_POSTGRES_URL")
 	if adminURL == "" {
 		tb.Skip(Skip)
@@ -55,16 +68,11 @@ func Engine(tb testing.TB) *pg.Engine {
 			}
 		}
 	})
-	cfg := pg.Config{SharedSchema: shared}
+	cfg = pg.Config{SharedSchema: shared}
 	if err := pg.Setup(ctx, adminURL, role, cfg); err != nil {
 		tb.Fatal(err)
 	}
 	u, _ := url.Parse(adminURL)
 	u.User = url.UserPassword(role, password)
-	e, err := pg.Open(ctx, u.String(), cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(e.Close)
-	return e
+	return u.String(), cfg
 }
