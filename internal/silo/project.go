@@ -99,6 +99,11 @@ func CleanText(s, field, code string) (string, error) {
 			// (LRM, RLM, ALM) stay allowed: right-to-left text needs them,
 			// and they move no more than the neutral characters beside them.
 			return "", Errorf(code, "The %s must not contain bidirectional override or isolate characters.", field)
+		case unicode.Is(unicode.Noncharacter_Code_Point, r):
+			// U+FFFE, U+FFFF, U+FDD0..U+FDEF and the last two of each
+			// plane: reserved for a program's own use, never text to
+			// exchange (U+FFFE is a byte-swapped byte order mark).
+			return "", Errorf(code, "The %s must not contain Unicode noncharacters.", field)
 		case !invisible(r):
 			visible = true
 		}

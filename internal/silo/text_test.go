@@ -28,6 +28,9 @@ func TestCleanTextVisible(t *testing.T) {
 		"abc\u202edcb":   false,
 		"a\u2066b\u2069": false,
 		"tab\tinside":    false,
+		"a\ufffe":        false, // noncharacters
+		"a\ufdd0b":       false,
+		"a\U0010ffff":    false,
 	} {
 		if _, err := silo.CleanText(s, "name", silo.EINVALIDNAME); (err == nil) != ok {
 			t.Errorf("CleanText(%+q): %v, want ok=%v", s, err, ok)
