@@ -188,7 +188,7 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		// Files changed with no replica following: the next start with
 		// backups syncs them (serve's RecoverBackups of dirty tenants).
 		onUnbacked = func(ctx context.Context, id silo.TenantID) {
-			if err := cat.MarkBackupDirty(context.WithoutCancel(ctx), id); err != nil {
+			if err := cat.MarkBackupUnbacked(context.WithoutCancel(ctx), id); err != nil {
 				log.Error("backup: record a change made without backups", "tenant", id, "err", err)
 			}
 		}

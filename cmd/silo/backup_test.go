@@ -788,8 +788,10 @@ func TestWritesWithoutBackupReachReplicaLater(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	// Backups on again; neither tenant is opened by a request.
+	// Backups on again; neither tenant is opened by a request. Their
+	// replicas catch up in the background, once the server serves.
 	_, stop = runMain(t, "--data", data)
+	waitMarks(t, data, 0)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -821,26 +823,40 @@ func TestUnbackedMarkOfDeletedTenantCleared(t *testing.T) {
 	if err := run(context.Background(), []string{"tenants", "delete", "brief", "--data", data, "--no-backup"}, noEnv, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	dirty := func() int {
-		db, err := sqlite.Open(filepath.Join(data, "catalog.db"), sqlite.Options{MaxConns: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		var n int
-		if err := db.QueryRow("SELECT count(*) FROM backup_dirty").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := dirty(); n != 1 {
+	if n := backupMarks(t, data); n != 1 {
 		t.Fatalf("marks after the write under --no-backup: %d, want 1", n)
 	}
 	_, stop = runMain(t, "--data", data)
+	waitMarks(t, data, 0)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if n := dirty(); n != 0 {
+	if n := backupMarks(t, data); n != 0 {
 		t.Fatalf("marks after a start with backups: %d, want 0", n)
+	}
+}
+
+// backupMarks counts the catalog's backup_dirty rows.
+func backupMarks(t *testing.T, data string) int {
+	t.Helper()
+	db, err := sqlite.Open(filepath.Join(data, "catalog.db"), sqlite.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM backup_dirty").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitMarks waits until the catalog holds want backup_dirty rows.
+func waitMarks(t *testing.T, data string, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); backupMarks(t, data) != want; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("backup marks: %d, want %d", backupMarks(t, data), want)
+		}
 	}
 }

@@ -152,6 +152,19 @@ func runServe(ctx context.Context, e env, args []string) error {
 			}
 		}
 		bg.Go(func() { a.backup.RunMaintenance(bgctx, 0) })
+		// Tenants written while backups were off: their replicas catch
+		// up after the start, not before it (there may be many, each a
+		// full snapshot, and none lost an acknowledged write).
+		bg.Go(func() {
+			ids, err := a.catalog.BackupUnbacked(bgctx)
+			if err == nil && len(ids) > 0 {
+				log.Info("backup: syncing tenants written while backups were off", "tenants", len(ids))
+				err = a.store.RecoverBackups(bgctx, ids)
+			}
+			if err != nil && bgctx.Err() == nil {
+				log.Error("backup: sync of tenants written while backups were off", "err", err)
+			}
+		})
 	}
 	bg.Go(func() { purgeLoop(bgctx, a, c.DeletedRetention) })
 

@@ -28,10 +28,26 @@ func (c *Catalog) ClearBackupDirty(ctx context.Context, id silo.TenantID) error 
 	return c.wq.ClearBackupDirty(ctx, string(id))
 }
 
+// MarkBackupUnbacked records that a tenant's file changed while backups
+// were off. (A tenant already marked keeps its mark: a registration's is
+// the more urgent.)
+func (c *Catalog) MarkBackupUnbacked(ctx context.Context, id silo.TenantID) error {
+	return c.wq.MarkBackupUnbacked(ctx, catalogsql.MarkBackupUnbackedParams{TenantID: string(id), Since: c.now().UnixMilli()})
+}
+
 // BackupDirty lists the tenants registered for backup and not cleanly
 // unregistered: after a crash, those whose replica may lag.
 func (c *Catalog) BackupDirty(ctx context.Context) ([]silo.TenantID, error) {
-	ids, err := c.q.BackupDirty(ctx)
+	return tenantIDs(c.q.BackupDirty(ctx))
+}
+
+// BackupUnbacked lists the tenants whose files changed while backups were
+// off and whose replicas have not caught up since.
+func (c *Catalog) BackupUnbacked(ctx context.Context) ([]silo.TenantID, error) {
+	return tenantIDs(c.q.BackupUnbacked(ctx))
+}
+
+func tenantIDs(ids []string, err error) ([]silo.TenantID, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -266,6 +266,9 @@ func (s *Store) RecoverBackups(ctx context.Context, ids []silo.TenantID) error {
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for _, id := range ids {
+		if ctx.Err() != nil {
+			break // stopping: the rest stay marked for the next start
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

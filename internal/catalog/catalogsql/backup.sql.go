@@ -10,7 +10,7 @@ import (
 )
 
 const backupDirty = `-- name: BackupDirty :many
-SELECT tenant_id FROM backup_dirty ORDER BY tenant_id
+SELECT tenant_id FROM backup_dirty WHERE unbacked = 0 ORDER BY tenant_id
 `
 
 func (q *Queries) BackupDirty(ctx context.Context) ([]string, error) {
@@ -47,6 +47,33 @@ func (q *Queries) BackupSeen(ctx context.Context, tenantID string) (int64, error
 	return count, err
 }
 
+const backupUnbacked = `-- name: BackupUnbacked :many
+SELECT tenant_id FROM backup_dirty WHERE unbacked <> 0 ORDER BY tenant_id
+`
+
+func (q *Queries) BackupUnbacked(ctx context.Context) ([]string, error) {
+	rows, err := q.db.QueryContext(ctx, backupUnbacked)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var tenant_id string
+		if err := rows.Scan(&tenant_id); err != nil {
+			return nil, err
+		}
+		items = append(items, tenant_id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const clearBackupDirty = `-- name: ClearBackupDirty :exec
 DELETE FROM backup_dirty WHERE tenant_id = ?
 `
@@ -58,7 +85,7 @@ func (q *Queries) ClearBackupDirty(ctx context.Context, tenantID string) error {
 
 const markBackupDirty = `-- name: MarkBackupDirty :exec
 INSERT INTO backup_dirty (tenant_id, since) VALUES (?, ?)
-ON CONFLICT (tenant_id) DO NOTHING
+ON CONFLICT (tenant_id) DO UPDATE SET unbacked = 0 WHERE unbacked <> 0
 `
 
 type MarkBackupDirtyParams struct {
@@ -66,7 +93,23 @@ type MarkBackupDirtyParams struct {
 	Since    int64
 }
 
+// A registration: whatever the mark was, it now says "open at a crash".
 func (q *Queries) MarkBackupDirty(ctx context.Context, arg MarkBackupDirtyParams) error {
 	_, err := q.db.ExecContext(ctx, markBackupDirty, arg.TenantID, arg.Since)
+	return err
+}
+
+const markBackupUnbacked = `-- name: MarkBackupUnbacked :exec
+INSERT INTO backup_dirty (tenant_id, since, unbacked) VALUES (?, ?, 1)
+ON CONFLICT (tenant_id) DO NOTHING
+`
+
+type MarkBackupUnbackedParams struct {
+	TenantID string
+	Since    int64
+}
+
+func (q *Queries) MarkBackupUnbacked(ctx context.Context, arg MarkBackupUnbackedParams) error {
+	_, err := q.db.ExecContext(ctx, markBackupUnbacked, arg.TenantID, arg.Since)
 	return err
 }

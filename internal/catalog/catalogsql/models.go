@@ -11,6 +11,7 @@ import (
 type BackupDirty struct {
 	TenantID string
 	Since    int64
+	Unbacked int64
 }
 
 type BackupSeen struct {
