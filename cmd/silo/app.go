@@ -147,6 +147,8 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 		if err := recoverMissingStandalone(ctx, c, log); err != nil {
 			return nil, err
 		}
+	} else if err := refuseToHideCatalog(ctx, c, log); err != nil {
+		return nil, err
 	}
 	if c.Existing {
 		if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) {

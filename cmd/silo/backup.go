@@ -163,6 +163,31 @@ func recoverMissingStandalone(ctx context.Context, c *Config, log *slog.Logger) 
 	return recoverMissing(ctx, rep, log)
 }
 
+// refuseToHideCatalog is for a command run with --no-backup on a data dir
+// without a catalog: if the replica holds one, a new empty catalog made now
+// would hide it, and the next start with backups would replicate the empty
+// one as the newest state. Best effort: settings or a replica that cannot
+// be read say nothing either way.
+func refuseToHideCatalog(ctx context.Context, c *Config, log *slog.Logger) error {
+	catPath := filepath.Join(c.Data, "catalog.db")
+	if _, err := os.Stat(catPath); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	cfg, err := loadLitestream(c)
+	if err != nil {
+		return nil
+	}
+	rep, err := replication.New(cfg, log)
+	if err != nil {
+		return nil
+	}
+	defer rep.Close(context.WithoutCancel(ctx))
+	if st, err := rep.Status(ctx, catPath); err == nil && st.TXID > 0 {
+		return fmt.Errorf("%s has no catalog but its replica holds one: start without --no-backup to restore it (with --no-backup a new, empty fleet would hide it)", c.Data)
+	}
+	return nil
+}
+
 // closeBackup syncs the catalog (if registered) and stops Litestream.
 func closeBackup(ctx context.Context, rep *replication.Replicator, catPath string) error {
 	if rep == nil {

@@ -860,3 +860,32 @@ func waitMarks(t *testing.T, data string, want int) {
 		}
 	}
 }
+
+// TestNoBackupDoesNotHideCatalog: on a data dir that lost its catalog but
+// whose replica holds one, a start with --no-backup used to make a new,
+// empty fleet; the next start with backups then served that empty catalog
+// and replicated it as the newest state. It is refused, and the backup
+// still restores.
+func TestNoBackupDoesNotHideCatalog(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data)
+	tokens := signup(t, url, "kept")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	loseAllButReplica(t, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a serve that starts runs until then
+	defer cancel()
+	err := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--no-backup"}, noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "replica holds one") {
+		t.Fatalf("serve --no-backup over a replica with a catalog: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "catalog.db")); !os.IsNotExist(err) {
+		t.Fatalf("a catalog was made: %v", err)
+	}
+	url, stop = runMain(t, "--data", data)
+	defer stop()
+	if st, body := call(t, "GET", url+"/api/projects", "kept.localhost", tokens["kept"], ""); st != 200 {
+		t.Fatalf("the tenant after the refused start: %d %v", st, body)
+	}
+}

@@ -79,6 +79,9 @@ func runTokens(ctx context.Context, e env, args []string) error {
 			// Deleted tenants are not served: the token would never work,
 			// and an undelete should not come back with one nobody asked
 			// for after the delete.
+			if t.Strategy != silo.StrategyDatabase {
+				return fmt.Errorf("tenant %s is %s; it cannot be undeleted, and a token for it would never work", t.Slug, t.Status)
+			}
 			return fmt.Errorf("tenant %s is %s; undelete it before making tokens for it", t.Slug, t.Status)
 		}
 		secret, k, err := cat.CreateToken(ctx, t.ID, name)

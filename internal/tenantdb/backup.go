@@ -85,6 +85,15 @@ func (s *Store) unregister(id silo.TenantID, path string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), backupTimeout)
 	defer cancel()
+	// A file whose registration failed when it opened (the replica was
+	// unreachable) is not registered: Unregister would do nothing and
+	// succeed, and the tenant's mark would go with its writes not in the
+	// replica. Register it now (a no-op if it is), so the sync is real.
+	if err := s.cfg.Backup.Register(ctx, path); err != nil {
+		s.log.Warn("backup: register before the final sync failed; will retry", "tenant", id, "err", err)
+		s.addPending(id)
+		return
+	}
 	if err := s.cfg.Backup.Maintain(ctx, path); err != nil {
 		s.log.Warn("backup: maintenance failed", "tenant", id, "err", err)
 	}
@@ -278,7 +287,23 @@ func (s *Store) RecoverBackups(ctx context.Context, ids []silo.TenantID) error {
 		}()
 	}
 	wg.Wait()
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Those that failed are pending, retried in the background: say so,
+	// or an unreachable replica at the start goes unnoticed.
+	s.backup.mu.Lock()
+	failed := 0
+	for _, id := range ids {
+		if s.backup.pending[id] {
+			failed++
+		}
+	}
+	s.backup.mu.Unlock()
+	if failed > 0 {
+		return fmt.Errorf("%d of %d tenants could not be synced to their replicas now; retrying in the background", failed, len(ids))
+	}
+	return nil
 }
 
 // RestoreIfMissing restores t's file from its replica if the file is

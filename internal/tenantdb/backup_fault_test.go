@@ -333,3 +333,36 @@ func TestRetryLeavesTenantAloneWhileReplicaDown(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseKeepsMarkOfUnregisteredFile: a tenant opened while the replica
+// was unreachable (its registration failed) and written must keep its mark
+// when its handle closes with the replica still away: nothing reached the
+// replica. Unregister of a file that is not registered succeeds, and the
+// mark used to be cleared then, so the next start never synced the writes.
+func TestCloseKeepsMarkOfUnregisteredFile(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}, down: true}
+	var mu sync.Mutex
+	marked := map[silo.TenantID]bool{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := tenantdb.Open(ctx, tenantdb.Config{
+		Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, Backup: fb,
+		OnBackupState: func(ctx context.Context, id silo.TenantID, registered bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			marked[id] = registered
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTo(t, st, silo.StrategyDatabase)
+	if err := st.Close(ctx); err != nil {
+		t.Logf("close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !marked["t1"] {
+		t.Fatal("the mark of a tenant written while its file was not registered was cleared at close")
+	}
+}
