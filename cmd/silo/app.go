@@ -187,8 +187,8 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	if rep != nil {
 		backupSeen = cat.BackupSeen
 	} else {
-		// Files changed with no replica following: the next start with
-		// backups syncs them (serve's RecoverBackups of dirty tenants).
+		// Files changed with no replica following: the next serve with
+		// backups syncs them once it serves (BackupUnbacked).
 		onUnbacked = func(ctx context.Context, id silo.TenantID) {
 			if err := cat.MarkBackupUnbacked(context.WithoutCancel(ctx), id); err != nil {
 				log.Error("backup: record a change made without backups", "tenant", id, "err", err)

@@ -143,6 +143,33 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 	if err != nil {
 		return err
 	}
+	// One delete of a tenant at a time: two would both finish it, the
+	// second restarting the retention period, or go on with a tenant the
+	// first put back in service after failing.
+	id := t.ID
+	s.mu.Lock()
+	if s.deleting[id] {
+		s.mu.Unlock()
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted.", slug)
+	}
+	if s.deleting == nil {
+		s.deleting = map[silo.TenantID]bool{}
+	}
+	s.deleting[id] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.deleting, id)
+		s.mu.Unlock()
+	}()
+	// Read again under the claim: a delete that ended just before it
+	// took the claim has changed the status read above.
+	if t, err = s.catalog.TenantBySlugAnyStatus(ctx, slug); err != nil {
+		return err
+	}
+	if t.ID != id {
+		return silo.Errorf(silo.ECONFLICT, "Tenant %q changed while it was being deleted; retry.", slug)
+	}
 	if t.Status == silo.TenantDeleted || t.Status == silo.TenantPurging {
 		// Deleting again would restart its retention period.
 		if t.Strategy != silo.StrategyDatabase {
@@ -155,24 +182,6 @@ func (s *Service) Delete(ctx context.Context, slug string) error {
 		// being served with its data still there.
 		return silo.Errorf(silo.EUNAVAILABLE, "Tenant %q lives in PostgreSQL, which this process is not connected to (--postgres).", slug)
 	}
-	// One delete of a tenant at a time: two would both finish it, the
-	// second restarting the retention period, or go on with a tenant the
-	// first put back in service after failing.
-	s.mu.Lock()
-	if s.deleting[t.ID] {
-		s.mu.Unlock()
-		return silo.Errorf(silo.ECONFLICT, "Tenant %q is being deleted.", slug)
-	}
-	if s.deleting == nil {
-		s.deleting = map[silo.TenantID]bool{}
-	}
-	s.deleting[t.ID] = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.deleting, t.ID)
-		s.mu.Unlock()
-	}()
 	// A tenant already "deleting" is one whose delete failed half-way or
 	// crashed: this one finishes it. An active one is claimed in the
 	// catalog first; losing the claim means a delete got there first.
