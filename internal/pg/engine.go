@@ -396,8 +396,7 @@ func formatError(err error) error {
 func down(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		c := pe.Code
-		return strings.HasPrefix(c, "08") || c == "57P01" || c == "57P02" || c == "57P03"
+		return goneCode(pe.Code)
 	}
 	return unreachable(err)
 }
@@ -412,13 +411,14 @@ func unreachable(err error) bool {
 	case errors.As(err, &ce), errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return true
 	}
-	switch code := pgCode(err); {
-	case strings.HasPrefix(code, "08"): // connection exception
-		return true
-	case code == "57P01", code == "57P02", code == "57P03": // shutting down, crashed, starting
-		return true
-	}
-	return pgconn.SafeToRetry(err)
+	return goneCode(pgCode(err)) || pgconn.SafeToRetry(err)
+}
+
+// goneCode reports whether a SQLSTATE says the server went away or is not
+// serving yet.
+func goneCode(code string) bool {
+	return strings.HasPrefix(code, "08") || // connection exception
+		code == "57P01" || code == "57P02" || code == "57P03" // shutting down, crashed, starting
 }
 
 // PostgreSQL error codes (SQLSTATE) the engine gives a meaning.
