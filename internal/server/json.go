@@ -225,12 +225,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// pageFromQuery reads ?limit=&cursor=.
-func pageFromQuery(r *http.Request) (silo.Page, error) {
+// parseQuery parses a request's query string, refusing a malformed one
+// (r.URL.Query drops what it cannot parse).
+func parseQuery(r *http.Request) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return silo.Page{}, silo.Errorf(silo.EINVALID, "Malformed query string.")
+		return nil, silo.Errorf(silo.EINVALID, "Malformed query string.")
 	}
+	return q, nil
+}
+
+// pageFromQuery reads ?limit=&cursor=.
+func pageFromQuery(q url.Values) (silo.Page, error) {
 	// Given twice, a proxy and Silo could each read another one.
 	if len(q["limit"]) > 1 {
 		return silo.Page{}, silo.Errorf(silo.EINVALIDLIMIT, "Give limit once.")

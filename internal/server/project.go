@@ -36,13 +36,17 @@ func (s *Server) handleCreateProject(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListProjects(w http.ResponseWriter, r *http.Request) {
-	page, err := pageFromQuery(r)
+	q, err := parseQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	page, err := pageFromQuery(q)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	var f silo.ProjectFilter
-	q := r.URL.Query() // pageFromQuery refused a malformed one
 	if len(q["archived"]) > 1 {
 		s.writeError(w, r, silo.Errorf(silo.EINVALID, "Give archived once."))
 		return

@@ -48,7 +48,12 @@ func (s *Server) handleCreateTask(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListTasks(w http.ResponseWriter, r *http.Request) {
-	page, err := pageFromQuery(r)
+	q, err := parseQuery(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	page, err := pageFromQuery(q)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
