@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,5 +45,40 @@ func TestLongWorkOutlivesWriteTimeout(t *testing.T) {
 				t.Fatalf("answer after the write timeout: %q, %v (want it delivered: %v)", body, err, tc.ok)
 			}
 		})
+	}
+}
+
+// deadlineRecorder records the write deadline a handler sets.
+type deadlineRecorder struct {
+	*httptest.ResponseRecorder
+	deadline time.Time
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error { d.deadline = t; return nil }
+
+// TestOperatorWorkRoutesLiftDeadline: the operator routes that answer only
+// once their work is done (move, restore, delete) lift the write deadline;
+// the others keep the server's. (The handlers here have no services behind
+// them; only the deadline they were given is looked at.)
+func TestOperatorWorkRoutesLiftDeadline(t *testing.T) {
+	s := New(Config{OperatorToken: "op"}, Deps{})
+	for _, tc := range []struct {
+		method, path string
+		lifted       bool
+	}{
+		{"POST", "/api/operator/tenants/acme/move", true},
+		{"POST", "/api/operator/tenants/acme/restore", true},
+		{"DELETE", "/api/operator/tenants/acme", true},
+		{"GET", "/api/operator/backup", false},
+	} {
+		req := httptest.NewRequest(tc.method, "http://localhost"+tc.path, strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer op")
+		rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+		before := time.Now()
+		s.ServeHTTP(rec, req)
+		lifted := rec.deadline.After(before.Add(OperatorWorkTimeout - time.Minute))
+		if lifted != tc.lifted {
+			t.Errorf("%s %s: write deadline %v (lifted: %v, want %v)", tc.method, tc.path, rec.deadline, lifted, tc.lifted)
+		}
 	}
 }
