@@ -52,3 +52,25 @@ func TestBackupMarks(t *testing.T) {
 		}
 	}
 }
+
+// TestClaimDelete: of two processes deleting one tenant, only the one that
+// moves it out of active goes on; a tenant not active cannot be claimed.
+func TestClaimDelete(t *testing.T) {
+	ctx := context.Background()
+	server, cli := openTwice(t)
+	_, hash := catalog.NewToken()
+	tn := &silo.Tenant{ID: "t1", Slug: "acme", Name: "Acme", Strategy: silo.StrategyDatabase, Status: silo.TenantActive}
+	if err := cli.CreateTenant(ctx, tn, "owner", hash); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []*catalog.Catalog{server, cli} {
+		claimed, err := c.ClaimDelete(ctx, tn.ID)
+		if err != nil || claimed != (i == 0) {
+			t.Fatalf("claim %d: %v %v, want %v", i, claimed, err, i == 0)
+		}
+	}
+	got, err := server.TenantBySlugAnyStatus(ctx, "acme")
+	if err != nil || got.Status != silo.TenantDeleting {
+		t.Fatalf("after the claims: %+v %v", got, err)
+	}
+}
