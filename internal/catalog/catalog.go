@@ -98,7 +98,7 @@ func (c *Catalog) CreateTenant(ctx context.Context, t *silo.Tenant, tokenName st
 	}); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return sqlite.Commit(ctx, tx)
 }
 
 // TenantBySlug returns the active tenant with that slug, or

@@ -7,6 +7,7 @@ import (
 
 	"github.com/silohq/silo/internal/catalog/catalogsql"
 	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
 )
 
 // RecordMigration writes one run to the ledger and, if it succeeded,
@@ -40,7 +41,7 @@ func (c *Catalog) RecordMigration(ctx context.Context, r silo.MigrationRun) erro
 			return err
 		}
 	}
-	return tx.Commit()
+	return sqlite.Commit(ctx, tx)
 }
 
 // VersionCounts returns how many active tenants sit at each schema version.

@@ -543,3 +543,59 @@ func TestNewFileIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitNamesAnEndedContext: a transaction whose context ends is
+// rolled back by database/sql, and its Commit says only sql.ErrTxDone;
+// sqlite.Commit names the context's error, so that a client that went
+// away is not taken for a fault. The row is not written.
+func TestCommitNamesAnEndedContext(t *testing.T) {
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "t.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// database/sql rolls back from its own goroutine: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := tx.ExecContext(context.Background(), "SELECT 1")
+		if errors.Is(err, sql.ErrTxDone) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the transaction was not rolled back after its context ended: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	err = sqlite.Commit(ctx, tx)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, sql.ErrTxDone) {
+		t.Fatalf("Commit after the context ended: %v, want context.Canceled and sql.ErrTxDone", err)
+	}
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows after the rolled-back transaction: %d, %v", n, err)
+	}
+
+	// A commit that succeeds, or fails for another reason, is left alone.
+	tx, err = db.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.Commit(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.Commit(context.Background(), tx); !errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) {
+		t.Fatalf("second Commit: %v, want sql.ErrTxDone alone", err)
+	}
+}

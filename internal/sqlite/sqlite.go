@@ -389,6 +389,18 @@ func IsUnique(err error) bool {
 	return false
 }
 
+// Commit commits tx and, when it fails because ctx ended, says so:
+// database/sql rolls a transaction back as soon as its context ends, and
+// Commit then returns only sql.ErrTxDone, which would pass for a fault
+// (logged, answered 500) when the client simply went away.
+func Commit(ctx context.Context, tx *sql.Tx) error {
+	err := tx.Commit()
+	if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+	}
+	return err
+}
+
 // RemoveFiles removes a closed database file and its companions (-wal,
 // -shm, -journal); files already gone are not an error. The companions go
 // first: a crash in between must not leave a -wal without its file, which

@@ -385,7 +385,7 @@ func writeRows(ctx context.Context, db *sql.DB, ps []tenantsql.Project, ts []ten
 			return err
 		}
 	}
-	return tx.Commit()
+	return sqlite.Commit(ctx, tx)
 }
 
 // hashRows digests a tenant's rows, table by table, in id order: equal

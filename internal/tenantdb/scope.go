@@ -223,7 +223,7 @@ func (sc *scope) tx(ctx context.Context, fn func(q *tenantsql.Queries) error) er
 	if err := fn(sc.q.WithTx(tx)); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return sqlite.Commit(ctx, tx)
 }
 
 func nowMilli() int64 { return time.Now().UnixMilli() }

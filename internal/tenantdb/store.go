@@ -300,7 +300,7 @@ func (s *Store) deleteSharedRows(ctx context.Context, id silo.TenantID) error {
 	if err := q.DeleteTenantProjects(ctx, string(id)); err != nil {
 		return err
 	}
-	return tx.Commit()
+	return sqlite.Commit(ctx, tx)
 }
 
 // Acquire borrows tenant id's handle; see Cache.Acquire.
