@@ -271,6 +271,12 @@ func (s *Store) remove(ctx context.Context, t *silo.Tenant, sync bool) error {
 			return err
 		}
 	}
+	// From here on data goes: the removal runs to its end even if the
+	// caller goes away (an operator's client timing out), or the tenant
+	// would be left with its rows half removed from shared.db until
+	// another delete. Until here, giving up changed nothing.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
 	if p.Postgres() {
 		if err := s.dropAny(ctx, t.ID, p); err != nil {
 			return err
@@ -285,6 +291,10 @@ func (s *Store) remove(ctx context.Context, t *silo.Tenant, sync bool) error {
 	// remove it even when this process runs without backups (the CLI).
 	return errors.Join(err, os.RemoveAll(localStateDir(path)))
 }
+
+// removeTimeout bounds the removal of a tenant's data once under way (see
+// remove), which no longer ends with its caller's context.
+const removeTimeout = 10 * time.Minute
 
 // deleteSharedRows removes tenant id's rows from the shared file.
 func (s *Store) deleteSharedRows(ctx context.Context, id silo.TenantID) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/silohq/silo/internal/pg/pgtest"
 	"github.com/silohq/silo/internal/silo"
+	"github.com/silohq/silo/internal/sqlite"
 	"github.com/silohq/silo/internal/tenants"
 )
 
@@ -350,5 +351,74 @@ func TestDeleteRetryAfterGivingUp(t *testing.T) {
 	}
 	if got, _ := w.catalog.TenantBySlugAnyStatus(ctx, "acme"); got == nil || got.Status != silo.TenantDeleted {
 		t.Fatalf("after finishing: %+v, want deleted", got)
+	}
+}
+
+// TestDeleteOutlivesItsCaller: a delete whose caller goes away once the
+// tenant's data is being removed still runs to its end. Before, the
+// cancelled context cut the removal short: for a tenant in shared.db,
+// half-way through removing its rows, which left it unserved and
+// "deleting" with its rows still there until another delete. (Giving up
+// while waiting for the tenant's requests changes nothing, as
+// TestDeleteRetryAfterGivingUp shows.) The removal is caught in the act by
+// holding shared.db's write lock, which every removal takes: the tenant's
+// file is gone and its shared rows not yet.
+func TestDeleteOutlivesItsCaller(t *testing.T) {
+	dir := t.TempDir()
+	w := open(t, dir, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range []tenants.NewTenant{{Slug: "acme"}, {Slug: "other", Strategy: silo.StrategyShared}} {
+		if _, _, err := w.svc.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		w.fill(t, n.Slug, 2, 3)
+	}
+	tn, err := w.catalog.TenantBySlug(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := w.store.Path(tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocker, err := sqlite.Open(filepath.Join(dir, "shared.db"), sqlite.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	conn, err := blocker.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	callerCtx, callerGone := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.svc.Delete(callerCtx, "acme") }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the delete never removed the tenant's file")
+		}
+	}
+	callerGone()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	got, err := w.catalog.TenantBySlugAnyStatus(ctx, "acme")
+	if err != nil || got.Status != silo.TenantDeleted {
+		t.Fatalf("after the delete: %+v, %v; want status deleted", got, err)
+	}
+	if n := len(w.snapshot(t, "other")); n != 2+2*3 {
+		t.Fatalf("the neighbour has %d rows, want 8", n)
 	}
 }

@@ -223,7 +223,8 @@ func (s *Service) finishDelete(ctx context.Context, t *silo.Tenant) error {
 	if err := s.dropData(ctx, t); err != nil {
 		return fmt.Errorf("remove tenant data: %w", err)
 	}
-	return s.catalog.MarkDeleted(ctx, t.ID)
+	// The data is gone: record it even if the caller went away meanwhile.
+	return s.catalog.MarkDeleted(context.WithoutCancel(ctx), t.ID)
 }
 
 // Undelete brings back a deleted tenant placed in its own file, from the
