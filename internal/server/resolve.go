@@ -43,7 +43,9 @@ func ResolveHost(host, baseDomain string) (slug string, isBase bool, err error) 
 		return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
 	}
 	host = strings.TrimSuffix(silo.LowerASCII(host), ".")
-	baseDomain = silo.LowerASCII(baseDomain)
+	// The base domain may be given fully qualified (--base-domain
+	// example.com.): compare it as the host is, without its root dot.
+	baseDomain = strings.TrimSuffix(silo.LowerASCII(baseDomain), ".")
 	if host == baseDomain {
 		return "", true, nil
 	}
