@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -972,5 +973,89 @@ func openWriteClose(t *testing.T, r *Replicator, path, v string) {
 	app.Close()
 	if err := r.Unregister(ctx, path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRestoresToOnePath: restores to one path in several processes at once
+// (`silo restore --to` run twice) each use their own temporary file: one
+// makes the file, with its own point in time, and the others fail with a
+// conflict and leave it alone. Before, they shared Litestream's OUT.tmp,
+// failed in confusing ways, and once one reported success with the other's
+// state. A -wal left beside the path (an earlier copy's) is refused, not
+// applied to the restored copy.
+func TestRestoresToOnePath(t *testing.T) {
+	ctx := context.Background()
+	env := mustOpenReplicator(t)
+	path := env.tenantPath("same.db")
+	mustCreate(t, path)
+	if err := env.r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app := mustOpenApp(t, path)
+	var txids []uint64
+	for i := range 4 {
+		mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, fmt.Sprint(i))
+		txid, err := env.r.Sync(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txids = append(txids, txid)
+	}
+	app.Close()
+	if err := env.r.Unregister(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+
+	// One replicator per "process", as each CLI run opens its own.
+	cfg, err := ParseConfig(strings.NewReader(DefaultConfigYAML), env.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "copy.db")
+	errs := make([]error, len(txids))
+	var wg sync.WaitGroup
+	for i, txid := range txids {
+		r, err := New(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { errs[i] = r.Restore(ctx, "same.db", out, time.Time{}, txid) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner < 0:
+			winner = i
+		case err == nil:
+			t.Fatalf("restores %d and %d both succeeded", winner, i)
+		case silo.ErrorCode(err) != silo.ECONFLICT:
+			t.Errorf("restore %d: %v, want a conflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no restore succeeded: %v", errs)
+	}
+	if got := rows(t, out); len(got) != winner+1 {
+		t.Fatalf("the copy holds %v, but the restore that succeeded asked for transaction %d (%d rows)", got, txids[winner], winner+1)
+	}
+	entries, _ := os.ReadDir(outDir)
+	for _, e := range entries {
+		if e.Name() != "copy.db" {
+			t.Errorf("left beside the copy: %s", e.Name())
+		}
+	}
+
+	// A -wal without its file, left by an earlier database at the path.
+	out2 := filepath.Join(outDir, "again.db")
+	if err := os.WriteFile(out2+"-wal", []byte("stale"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.r.Restore(ctx, "same.db", out2, time.Time{}, 0); silo.ErrorCode(err) != silo.ECONFLICT {
+		t.Fatalf("restore beside a stale -wal: %v, want a conflict", err)
+	}
+	if _, err := os.Stat(out2); !os.IsNotExist(err) {
+		t.Fatalf("the refused restore made %s: %v", out2, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,11 @@ func (r *Replicator) replicaClient(ctx context.Context, name string) (litestream
 // to the second. Older points resolve to the compaction levels (30 s, 5 min,
 // 1 h files) and fail with "transaction not available" when no file ends at
 // or before the target.
+//
+// Restores to one out path exclude each other: the first to finish creates
+// out, the others fail with a conflict and leave it alone. A -wal, -shm or
+// -journal already beside out is refused: SQLite would take it for the
+// restored file's own and apply it.
 func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time, txid uint64) error {
 	client, abs, err := r.replicaClient(ctx, name)
 	if err != nil {
@@ -64,8 +70,25 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 	// L0 retention could delete one the restore planned to read.
 	e := r.lock(abs)
 	defer e.mu.Unlock()
+	for _, p := range []string{out, out + "-wal", out + "-shm", out + "-journal"} {
+		if _, err := os.Lstat(p); err == nil {
+			if p == out {
+				return silo.Errorf(silo.ECONFLICT, "%s already exists; restore to a new file.", out)
+			}
+			return silo.Errorf(silo.ECONFLICT, "%s is left from an earlier database at %s, and SQLite would apply it to the restored copy: remove it, or restore to another path.", p, out)
+		}
+	}
+	// Litestream writes <output>.tmp, then renames it to <output>: two
+	// restores to one path would write one temporary file, and the rename
+	// would replace what another had made. Each restores to a name of its
+	// own, then links it to out, which fails if out exists by then.
+	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+		return fmt.Errorf("replication: restore %s: %w", name, err)
+	}
+	tmp := out + ".restore-" + silo.NewID()
+	defer os.Remove(tmp)
 	opt := litestream.NewRestoreOptions()
-	opt.OutputPath = out
+	opt.OutputPath = tmp
 	opt.Timestamp = at
 	opt.TXID = ltx.TXID(txid)
 	opt.IntegrityCheck = litestream.IntegrityCheckQuick
@@ -84,7 +107,12 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 	// Litestream creates the file with the process's umask (0644 as a
 	// rule); tenant data is readable by its owner only, as Silo's own
 	// files are, wherever --to puts the copy.
-	if err := os.Chmod(out, 0o600); err != nil {
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fmt.Errorf("replication: restore %s: %w", name, err)
+	}
+	if err := os.Link(tmp, out); errors.Is(err, fs.ErrExist) {
+		return silo.Errorf(silo.ECONFLICT, "%s was created while the backup was restored (another restore to the same path?); it was left alone.", out)
+	} else if err != nil {
 		return fmt.Errorf("replication: restore %s: %w", name, err)
 	}
 	return nil
