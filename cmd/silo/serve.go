@@ -214,7 +214,8 @@ func runServe(ctx context.Context, e env, args []string) error {
 }
 
 // purgeLoop forgets, every hour, the tenants deleted longer ago than
-// retention: their backups, then their catalog rows.
+// retention: their backups, then their catalog rows. It also removes the
+// temporary files a crash left that the start found too young to remove.
 func purgeLoop(ctx context.Context, a *app, retention time.Duration) {
 	var drop func(context.Context, silo.TenantID) error
 	if a.backup != nil {
@@ -229,6 +230,9 @@ func purgeLoop(ctx context.Context, a *app, retention time.Duration) {
 			a.log.Error("purge deleted tenants", "err", err)
 		} else if n > 0 {
 			a.log.Info("purged deleted tenants", "tenants", n)
+		}
+		if err := a.tenants.RemoveTempFiles(); err != nil {
+			a.log.Error("remove temporary files", "err", err)
 		}
 		select {
 		case <-ctx.Done():

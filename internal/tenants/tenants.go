@@ -292,6 +292,15 @@ func (s *Service) Purge(ctx context.Context, cutoff time.Time, dropReplica func(
 	return n, nil
 }
 
+// RemoveTempFiles removes the temporary files (a signup's copy of the
+// template, a restore's download) that a crash left beside the tenants'
+// files, once older than orphanAge. Sweep calls it at the start; a server
+// calls it periodically too, since a restart soon after a crash finds them
+// too young, and a restore's is as large as its tenant.
+func (s *Service) RemoveTempFiles() error {
+	return s.store.RemoveTempFiles(orphanAge)
+}
+
 // orphanAge is how old a file without a catalog row must be before Sweep
 // removes it, so that it never races a signup in progress in another process.
 const orphanAge = 10 * time.Minute
@@ -399,7 +408,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	errs = append(errs, s.store.RemoveTempFiles(orphanAge))
+	errs = append(errs, s.RemoveTempFiles())
 	for _, e := range entries {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, ".db")
