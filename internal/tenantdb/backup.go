@@ -246,7 +246,11 @@ func (s *Store) syncBeforeReplacing(ctx context.Context, id silo.TenantID, path 
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, syscall.ENOSPC) || !readable(ctx, path) {
+	// The check decides whether the file's writes may be let go: it must
+	// not read as "unreadable" because the caller gave up meanwhile.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readableTimeout)
+	defer cancel()
+	if errors.Is(err, syscall.ENOSPC) || unreadable(cctx, path) {
 		s.log.Warn("backup: cannot sync a tenant file that is unreadable, or the disk is full; going on without", "tenant", id, "err", err)
 		return nil
 	}
@@ -254,15 +258,23 @@ func (s *Store) syncBeforeReplacing(ctx context.Context, id silo.TenantID, path 
 	return silo.Errorf(silo.EUNAVAILABLE, "The tenant's backup cannot be brought up to date now (the server log has the detail); nothing was changed; retry when the replica is reachable.")
 }
 
-// readable reports whether path is a SQLite file that passes quick_check.
-func readable(ctx context.Context, path string) bool {
+// readableTimeout bounds the quick_check of a tenant file whose sync failed.
+const readableTimeout = 2 * time.Minute
+
+// unreadable reports whether path is not a SQLite file that passes
+// quick_check. A check that ctx cut short found nothing: false.
+func unreadable(ctx context.Context, path string) bool {
 	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, MustExist: true, BusyTimeout: time.Second})
 	if err != nil {
-		return false
+		return ctx.Err() == nil
 	}
 	defer db.Close()
 	var res string
-	return db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res) == nil && res == "ok"
+	err = db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res)
+	if ctx.Err() != nil {
+		return false
+	}
+	return err != nil || res != "ok"
 }
 
 // RecoverBackups brings the replicas of the given tenants up to date with

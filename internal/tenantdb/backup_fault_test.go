@@ -366,3 +366,59 @@ func TestCloseKeepsMarkOfUnregisteredFile(t *testing.T) {
 		t.Fatal("the mark of a tenant written while its file was not registered was cleared at close")
 	}
 }
+
+// cancelOnSync is a replica that fails the final sync of a file, and ends
+// the caller's context as it does: the client gave up while the sync waited
+// on an unreachable replica.
+type cancelOnSync struct {
+	*fakeBackup
+	cancel func()
+	armed  bool
+}
+
+func (c *cancelOnSync) Unregister(ctx context.Context, path string) error {
+	if c.armed {
+		c.cancel()
+		return errors.New("replica unreachable")
+	}
+	return c.fakeBackup.Unregister(ctx, path)
+}
+
+// TestRemoveKeepsFileWhenCallerLeavesDuringFailedSync: a delete whose
+// final sync fails while its caller goes away must keep the file (its
+// newest writes are not in the replica). Before, the check that tells an
+// unreadable file (whose writes are let go) from a replica failure ran on
+// the ended context, failed at once, and took the file for unreadable: the
+// file was removed and the delete reported success. (Found in review.)
+func TestRemoveKeepsFileWhenCallerLeavesDuringFailedSync(t *testing.T) {
+	fb := &fakeBackup{registered: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cb := &cancelOnSync{fakeBackup: fb, cancel: cancel}
+	st, err := tenantdb.Open(context.Background(), tenantdb.Config{
+		Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true, Backup: cb,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	tn := writeTo(t, st, silo.StrategyDatabase)
+	path, err := st.Path(tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Close the tenant's handle first: its close syncs normally.
+	rel, err := st.Cache().Hold(context.Background(), tn.ID, silo.ETENANTBUSY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel()
+	cb.armed = true
+	err = st.Remove(ctx, tn)
+	if silo.ErrorCode(err) != silo.EUNAVAILABLE {
+		t.Errorf("Remove with the final sync failing: %v, want unavailable", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the file was removed although its final sync failed: %v", err)
+	}
+}

@@ -224,7 +224,9 @@ func (s *Service) finishDelete(ctx context.Context, t *silo.Tenant) error {
 		return fmt.Errorf("remove tenant data: %w", err)
 	}
 	// The data is gone: record it even if the caller went away meanwhile.
-	return s.catalog.MarkDeleted(context.WithoutCancel(ctx), t.ID)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return s.catalog.MarkDeleted(ctx, t.ID)
 }
 
 // Undelete brings back a deleted tenant placed in its own file, from the
