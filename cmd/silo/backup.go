@@ -92,8 +92,14 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 			continue // nothing replicated yet: a first start
 		}
 		// What a lost file left beside it describes the lost file: a stale
-		// -wal would be applied to the restored one.
-		for _, p := range []string{dbc.Path + "-wal", dbc.Path + "-shm"} {
+		// -wal or hot -journal would be applied to the restored one. So do
+		// the downloads of earlier attempts that a crash cut short (each
+		// as large as the file): a crash loop must not fill the disk.
+		stale, err := filepath.Glob(dbc.Path + replication.RestoreTempInfix + "*")
+		if err != nil {
+			return err
+		}
+		for _, p := range append(stale, dbc.Path+"-wal", dbc.Path+"-shm", dbc.Path+"-journal") {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}

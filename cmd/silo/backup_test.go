@@ -265,13 +265,27 @@ func TestDisasterRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// What an earlier recovery that crashed left: the lost catalog's hot
+	// journal, and a download cut short, under its own name and
+	// Litestream's. They go; none is taken for the catalog.
 	fresh := t.TempDir()
+	leftovers := []string{"catalog.db-journal", "catalog.db.restore-0123", "catalog.db.restore-0123.tmp"}
+	for _, name := range leftovers {
+		if err := os.WriteFile(filepath.Join(fresh, name), []byte("stale"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	url, stop = runMain(t, "--data", fresh, "--litestream", yml)
 	st, body = call(t, "GET", url+"/api/projects", "phoenix.localhost", tok, "")
 	if st != 200 || len(body["projects"].([]any)) != 2 {
 		t.Fatalf("after recovery: %d %v", st, body)
 	}
 	stop()
+	for _, name := range leftovers {
+		if _, err := os.Stat(filepath.Join(fresh, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after the recovery: %v", name, err)
+		}
+	}
 	// All at once, on a machine with no data dir yet: restore --all makes
 	// it. One tenant's backup is lost: that one fails, and the dir, which
 	// holds the catalog and the other tenant, stays (it used to be removed

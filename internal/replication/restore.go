@@ -15,6 +15,22 @@ import (
 	"github.com/superfly/ltx"
 )
 
+// RestoreTempInfix is in the name of a restore's download, beside its
+// output (<out>.restore-<id>, and Litestream's <out>.restore-<id>.tmp),
+// until it is linked to its output: what a crash leaves under such a name
+// is garbage.
+const RestoreTempInfix = ".restore-"
+
+// syncDir fsyncs a directory, so that the names made or removed in it last.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
 // replicaClient returns the client of the replica of name, which is either a
 // tenant's file name ("t1.db", in the tenants dir: entry) or the path of any
 // configured database ("data/catalog.db", resolved like the config's paths).
@@ -85,7 +101,7 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
 		return fmt.Errorf("replication: restore %s: %w", name, err)
 	}
-	tmp := out + ".restore-" + silo.NewID()
+	tmp := out + RestoreTempInfix + silo.NewID()
 	defer os.Remove(tmp)
 	opt := litestream.NewRestoreOptions()
 	opt.OutputPath = tmp
@@ -110,9 +126,25 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		return fmt.Errorf("replication: restore %s: %w", name, err)
 	}
+	conflict := silo.Errorf(silo.ECONFLICT, "%s was created while the backup was restored (another restore to the same path?); it was left alone.", out)
 	if err := os.Link(tmp, out); errors.Is(err, fs.ErrExist) {
-		return silo.Errorf(silo.ECONFLICT, "%s was created while the backup was restored (another restore to the same path?); it was left alone.", out)
+		return conflict
 	} else if err != nil {
+		// A file system without hard links (vfat, some network and FUSE
+		// mounts): rename, after a last look, since it would replace a
+		// file made meanwhile.
+		if _, err := os.Lstat(out); err == nil {
+			return conflict
+		}
+		if err := os.Rename(tmp, out); err != nil {
+			return fmt.Errorf("replication: restore %s: %w", name, err)
+		}
+	}
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("replication: restore %s: %w", name, err)
+	}
+	// The new name, and the temporary one gone, survive a power loss.
+	if err := syncDir(filepath.Dir(out)); err != nil {
 		return fmt.Errorf("replication: restore %s: %w", name, err)
 	}
 	return nil
