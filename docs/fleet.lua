@@ -3,12 +3,14 @@
 -- provisioned (its tenants and tokens are in DIR/bench-fleet.json).
 --
 --   wrk -t2 -c16 -d15s -s docs/fleet.lua http://127.0.0.1:8080 -- \
---       DIR/bench-fleet.json [placement] [mix] [dist] [zipf-s] [tenants]
+--       DIR/bench-fleet.json [key=value ...]
 --
--- placement: database (default) or shared; mix: read (default), write or
--- mixed (80 % reads); dist: zipf (default) or uniform; zipf-s: 1.1;
--- tenants: how many of the placement's tenants to drive (default all; 1 is
--- the one-tenant ceiling). The reads and writes are silo bench's: GET a
+-- Keys, as silo bench's flags: placement=database|shared (database),
+-- mix=read|write|mixed (read; mixed is 80 % reads), dist=zipf|uniform
+-- (zipf), zipf-s=1.1, tenants=N (how many of the placement's tenants to
+-- drive, the first N; default all; 1 is the one-tenant ceiling), and
+-- base-domain=localhost (the server's --base-domain: requests go to
+-- <slug>.<base-domain>). The reads and writes are silo bench's: GET a
 -- project (50 %), a task (30 %), the project list (10 %), a project's tasks
 -- (10 %); create a task (50 %) or toggle a task's done (50 %). Tenants are
 -- chosen as silo bench does: P(k) proportional to (1+k)^-s over a fixed
@@ -30,36 +32,49 @@ local function split(list)
   return out
 end
 
+local usage = "usage: wrk ... -s docs/fleet.lua URL -- FLEET.json [placement=database] [mix=read] " ..
+  "[dist=zipf] [zipf-s=1.1] [tenants=N] [base-domain=localhost]"
+
 function init(args)
   local path = args[1]
-  if path == nil then
-    error("usage: wrk ... -s docs/fleet.lua URL -- FLEET.json [placement] [mix] [dist] [zipf-s] [tenants]")
+  if path == nil then error(usage) end
+  local opt = {placement = "database", mix = "read", dist = "zipf", ["zipf-s"] = "1.1",
+               tenants = "0", ["base-domain"] = "localhost"}
+  for i = 2, #args do
+    local k, v = string.match(args[i], "^([%w-]+)=(.*)$")
+    if k == nil or opt[k] == nil then error("unknown argument " .. args[i] .. "\n" .. usage) end
+    opt[k] = v
   end
-  local placement = args[2] or "database"
-  mix = args[3] or "read"
-  dist = args[4] or "zipf"
-  local s = tonumber(args[5] or "1.1")
+  mix, dist = opt.mix, opt.dist
+  if mix ~= "read" and mix ~= "write" and mix ~= "mixed" then error("mix=read|write|mixed") end
+  if dist ~= "zipf" and dist ~= "uniform" then error("dist=zipf|uniform") end
+  local s = tonumber(opt["zipf-s"])
+  if s == nil or s <= 1 then error("zipf-s must be a number > 1") end
   local f = assert(io.open(path, "r"))
   local text = f:read("*a")
   f:close()
-  -- The placement's array: from its key to the next top-level "]".
-  local start = string.find(text, '"' .. placement .. '":%[')
-  if start == nil then error("no " .. placement .. " tenants in " .. path) end
-  local section = string.sub(text, start)
-  section = string.sub(section, 1, (string.find(section, "}]", 1, true) or #section) + 1)
+  -- The placement's array: from its key to the first "}]" (an array's end)
+  -- or, when it is empty, nothing.
+  local _, open = string.find(text, '"' .. opt.placement .. '":%[')
+  local section = ""
+  if open ~= nil and string.sub(text, open + 1, open + 1) ~= "]" then
+    local close = string.find(text, "}]", open, true)
+    section = string.sub(text, open, close or #text)
+  end
   for slug, token, projects, tasks in string.gmatch(section,
       '{"slug":"([^"]+)","token":"([^"]+)","projects":%[([^%]]*)%],"tasks":%[([^%]]*)%]}') do
     tenants[#tenants + 1] = {
-      headers = {["Host"] = slug .. ".localhost", ["Authorization"] = "Bearer " .. token,
+      headers = {["Host"] = slug .. "." .. opt["base-domain"], ["Authorization"] = "Bearer " .. token,
                  ["Content-Type"] = "application/json"},
       projects = split(projects), tasks = split(tasks),
     }
   end
-  local n = tonumber(args[6] or "0")
+  local n = tonumber(opt.tenants)
+  if n == nil or n < 0 then error("tenants must be a count") end
   if n > 0 and n < #tenants then
     for i = #tenants, n + 1, -1 do tenants[i] = nil end
   end
-  if #tenants == 0 then error("no " .. placement .. " tenants in " .. path) end
+  if #tenants == 0 then error("no " .. opt.placement .. " tenants in " .. path) end
 
   -- The same permutation in every thread, then a seed of its own.
   math.randomseed(1)

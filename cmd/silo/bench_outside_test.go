@@ -118,9 +118,9 @@ func TestBenchOutsideGenerators(t *testing.T) {
 
 	// Reads over the whole fleet, Zipf: nothing written.
 	before := taskCounts()
-	wrkRun("database", "read", "zipf", "1.1")
+	wrkRun("placement=database", "mix=read", "dist=zipf", "zipf-s=1.1")
 	// Writes to the first tenant only (the one-tenant ceiling's setting).
-	wrkRun("database", "write", "uniform", "1.1", "1")
+	wrkRun("mix=write", "dist=uniform", "tenants=1", "base-domain=localhost")
 	after := taskCounts()
 	if after[0] <= before[0] {
 		t.Errorf("the write run created no task in the one tenant it drove: %d then %d", before[0], after[0])
@@ -131,7 +131,7 @@ func TestBenchOutsideGenerators(t *testing.T) {
 		}
 	}
 	// Writes over every tenant, uniform: they reach more than one.
-	wrkRun("database", "mixed", "uniform")
+	wrkRun("mix=mixed", "dist=uniform")
 	final := taskCounts()
 	changed := 0
 	for i := range final {
