@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1057,5 +1058,39 @@ func TestRestoresToOnePath(t *testing.T) {
 	}
 	if _, err := os.Stat(out2); !os.IsNotExist(err) {
 		t.Fatalf("the refused restore made %s: %v", out2, err)
+	}
+}
+
+// TestRestoreWithoutHardLinks: on a file system without hard links the
+// download is renamed into place, still refusing to replace a file.
+func TestRestoreWithoutHardLinks(t *testing.T) {
+	linkFile = func(string, string) error { return &os.LinkError{Op: "link", Err: syscall.EPERM} }
+	defer func() { linkFile = os.Link }()
+	ctx := context.Background()
+	env := mustOpenReplicator(t)
+	path := env.tenantPath("nolink.db")
+	mustCreate(t, path)
+	if err := env.r.Register(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	app := mustOpenApp(t, path)
+	mustExec(t, app, `INSERT INTO items (v) VALUES ('x')`)
+	app.Close()
+	if err := env.r.Unregister(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "copy.db")
+	if err := env.r.Restore(ctx, "nolink.db", out, time.Time{}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := rows(t, out); !reflect.DeepEqual(got, []string{"1:x"}) {
+		t.Fatalf("restored %v", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("beside the copy: %v", entries)
+	}
+	if err := env.r.Restore(ctx, "nolink.db", out, time.Time{}, 0); silo.ErrorCode(err) != silo.ECONFLICT {
+		t.Fatalf("a second restore to the same path: %v, want a conflict", err)
 	}
 }

@@ -21,6 +21,10 @@ import (
 // is garbage.
 const RestoreTempInfix = ".restore-"
 
+// linkFile is os.Link; tests make it fail as on a file system without
+// hard links.
+var linkFile = os.Link
+
 // syncDir fsyncs a directory, so that the names made or removed in it last.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -127,7 +131,7 @@ func (r *Replicator) Restore(ctx context.Context, name, out string, at time.Time
 		return fmt.Errorf("replication: restore %s: %w", name, err)
 	}
 	conflict := silo.Errorf(silo.ECONFLICT, "%s was created while the backup was restored (another restore to the same path?); it was left alone.", out)
-	if err := os.Link(tmp, out); errors.Is(err, fs.ErrExist) {
+	if err := linkFile(tmp, out); errors.Is(err, fs.ErrExist) {
 		return conflict
 	} else if err != nil {
 		// A file system without hard links (vfat, some network and FUSE
