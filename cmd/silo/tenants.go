@@ -141,6 +141,8 @@ func runTenants(ctx context.Context, e env, args []string) error {
 		}
 		if t, err := a.catalog.TenantBySlugAnyStatus(ctx, pos[0]); err == nil && t.Strategy != silo.StrategyDatabase {
 			fmt.Fprintf(e.stderr, "deleted tenant %s; placed %s, it had no backup of its own and cannot be undeleted\n", pos[0], t.Strategy)
+		} else if c.NoBackup {
+			fmt.Fprintf(e.stderr, "deleted tenant %s; with --no-backup its last writes were not synced to its replica: an undelete brings back only what the replica held (if it holds anything)\n", pos[0])
 		} else {
 			fmt.Fprintf(e.stderr, "deleted tenant %s; its backup is kept for the deleted-retention period (silo tenants undelete %s)\n", pos[0], pos[0])
 		}

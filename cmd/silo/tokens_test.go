@@ -149,3 +149,22 @@ func TestTokensCreateRefusesDeletedTenant(t *testing.T) {
 		t.Fatalf("tokens after the refused create: %v", rows)
 	}
 }
+
+// TestDeleteWithoutBackupWarns: a delete under --no-backup does not sync
+// the tenant's last writes to its replica, so an undelete would bring back
+// an older state, or nothing: the CLI says so instead of promising the
+// usual retention.
+func TestDeleteWithoutBackupWarns(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	if err := run(ctx, []string{"tenants", "create", "acme", "--data", data, "--no-backup"}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	if err := run(ctx, []string{"tenants", "delete", "acme", "--data", data, "--no-backup"}, noEnv, io.Discard, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "--no-backup") || strings.Contains(msg, "backup is kept") {
+		t.Fatalf("delete under --no-backup said: %q", msg)
+	}
+}
