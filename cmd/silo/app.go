@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/silohq/silo/internal/catalog"
@@ -122,6 +123,21 @@ func (c *Config) check() error {
 	return nil
 }
 
+// tenantFileCount counts the tenant files in dir (not the temporary ones).
+func tenantFileCount(dir string) int {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		if name := e.Name(); strings.HasSuffix(name, ".db") && !tenantdb.IsTempFile(name) && e.Type().IsRegular() {
+			n++
+		}
+	}
+	return n
+}
+
 func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	if err := c.check(); err != nil {
 		return nil, err
@@ -150,10 +166,18 @@ func openApp(ctx context.Context, c *Config, log *slog.Logger) (*app, error) {
 	} else if err := refuseToHideCatalog(ctx, c, log); err != nil {
 		return nil, err
 	}
-	if c.Existing {
-		if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(catPath); errors.Is(err, os.ErrNotExist) || sqlite.Empty(catPath) {
+		if c.Existing {
 			closeBackup(ctx, rep, "")
 			return nil, noCatalog(c)
+		}
+		// A new catalog beside tenant files: the catalog was lost (deleted
+		// or truncated) with no replica that held it. A new one would name
+		// none of the files, and the start's sweep would remove them as
+		// orphans of interrupted signups.
+		if n := tenantFileCount(filepath.Join(c.Data, "tenants")); n > 0 {
+			closeBackup(ctx, rep, "")
+			return nil, fmt.Errorf("%s has no catalog (catalog.db is missing or empty) but %d tenant files in %s: the catalog was lost, and a new one would take them for orphans and remove them. Restore catalog.db (from its replica: start with the litestream.yml that backed it up; or from a copy), or move the tenants directory away to start a new fleet", c.Data, n, filepath.Join(c.Data, "tenants"))
 		}
 	}
 	cat, err := catalog.Open(ctx, catPath, sqlite.Options{Durability: dur})

@@ -80,7 +80,11 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 		if dbc.Path == "" {
 			continue
 		}
-		if _, err := os.Stat(dbc.Path); !errors.Is(err, os.ErrNotExist) {
+		// A file truncated to nothing is as lost as a missing one: opened,
+		// it would become a new empty catalog (and the sweep would then
+		// take every tenant file for an orphan) or an empty shared.db.
+		empty := sqlite.Empty(dbc.Path)
+		if _, err := os.Stat(dbc.Path); !errors.Is(err, os.ErrNotExist) && !empty {
 			continue
 		}
 		st, err := rep.Status(ctx, dbc.Path)
@@ -98,6 +102,9 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 		stale, err := filepath.Glob(dbc.Path + replication.RestoreTempInfix + "*")
 		if err != nil {
 			return err
+		}
+		if empty {
+			stale = append(stale, dbc.Path)
 		}
 		for _, p := range append(stale, dbc.Path+"-wal", dbc.Path+"-shm", dbc.Path+"-journal") {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -154,7 +161,7 @@ func recoverMissingStandalone(ctx context.Context, c *Config, log *slog.Logger) 
 	}
 	missing := false
 	for _, dbc := range cfg.DBs {
-		if _, err := os.Stat(dbc.Path); dbc.Path != "" && errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(dbc.Path); dbc.Path != "" && (errors.Is(err, os.ErrNotExist) || sqlite.Empty(dbc.Path)) {
 			missing = true
 		}
 	}
@@ -176,7 +183,7 @@ func recoverMissingStandalone(ctx context.Context, c *Config, log *slog.Logger) 
 // be read say nothing either way.
 func refuseToHideCatalog(ctx context.Context, c *Config, log *slog.Logger) error {
 	catPath := filepath.Join(c.Data, "catalog.db")
-	if _, err := os.Stat(catPath); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(catPath); !errors.Is(err, os.ErrNotExist) && !sqlite.Empty(catPath) {
 		return nil
 	}
 	cfg, err := loadLitestream(c)

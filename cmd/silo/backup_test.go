@@ -903,3 +903,94 @@ func TestNoBackupDoesNotHideCatalog(t *testing.T) {
 		t.Fatalf("the tenant after the refused start: %d %v", st, body)
 	}
 }
+
+// TestEmptiedCatalog: a catalog.db truncated to nothing used to be taken
+// for a new, empty fleet: every tenant vanished, report-only commands
+// wrote a new catalog into it, and the next start removed every tenant
+// file as an orphan (and, with backups, replicated the empty catalog as
+// the newest). With backups the start now restores it from its replica;
+// without, every command refuses and the tenant files stay.
+func TestEmptiedCatalog(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data)
+	tokens := signup(t, url, "phoenix")
+	if st, _ := call(t, "POST", url+"/api/projects", "phoenix.localhost", tokens["phoenix"], `{"name":"one"}`); st != 201 {
+		t.Fatal(st)
+	}
+	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"flat","strategy":"shared"}`)
+	if st != 201 {
+		t.Fatal(st, body)
+	}
+	flatToken := body["token"].(string)
+	if st, _ := call(t, "POST", url+"/api/projects", "flat.localhost", flatToken, `{"name":"one"}`); st != 201 {
+		t.Fatal(st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	files := tenantFiles(t, data)
+	catPath := filepath.Join(data, "catalog.db")
+	empty := func() {
+		t.Helper()
+		if err := os.Truncate(catPath, 0); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(catPath + "-wal")
+		os.Remove(catPath + "-shm")
+	}
+
+	// Without backups: refused, nothing written, the tenant file kept.
+	empty()
+	for _, args := range [][]string{
+		{"tenants", "list", "--data", data, "--no-backup"},
+		{"migrate", "--data", data, "--no-backup"},
+		{"serve", "--addr", "127.0.0.1:0", "--data", data, "--no-backup"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := run(ctx, args, noEnv, io.Discard, io.Discard)
+		cancel()
+		if err == nil {
+			t.Fatalf("%s with an empty catalog: no error", strings.Join(args, " "))
+		}
+		if fi, err := os.Stat(catPath); err != nil || fi.Size() != 0 {
+			t.Fatalf("%s wrote into the empty catalog: %v", strings.Join(args, " "), err)
+		}
+	}
+	if _, err := os.Stat(files["phoenix"]); err != nil {
+		t.Fatalf("the tenant's file: %v", err)
+	}
+	// No replica to tell either (another replica url): the tenant files
+	// alone say the catalog was lost.
+	other := filepath.Join(t.TempDir(), "litestream.yml")
+	os.WriteFile(other, []byte("dbs:\n  - path: data/catalog.db\n    replica:\n      url: file://"+t.TempDir()+"/catalog.db\n  - dir: data/tenants\n    pattern: \"*.db\"\n    replica:\n      url: file://"+t.TempDir()+"/tenants\n"), 0o600)
+	for _, extra := range [][]string{{"--no-backup", "--litestream", other}, {"--litestream", other}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", data}, extra...), noEnv, io.Discard, io.Discard)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "tenant files") {
+			t.Fatalf("serve %v with an empty catalog beside tenant files: %v", extra, err)
+		}
+	}
+	if fi, err := os.Stat(catPath); err != nil || fi.Size() != 0 {
+		t.Fatalf("serve wrote into the empty catalog: %v", err)
+	}
+
+	// With backups: restored from the replica at the start, and so is an
+	// emptied shared.db.
+	sharedPath := filepath.Join(data, "shared.db")
+	if err := os.Truncate(sharedPath, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(sharedPath + "-wal")
+	os.Remove(sharedPath + "-shm")
+	url, stop = runMain(t, "--data", data)
+	for slug, tok := range map[string]string{"phoenix": tokens["phoenix"], "flat": flatToken} {
+		st, body := call(t, "GET", url+"/api/projects", slug+".localhost", tok, "")
+		if st != 200 || len(body["projects"].([]any)) != 1 {
+			t.Fatalf("%s after the start restored the catalog and shared.db: %d %v", slug, st, body)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -326,6 +326,13 @@ func (f *Fleet) migrateOpen(ctx context.Context, path string, target int64, busy
 	if _, err := db.ExecContext(ctx, "PRAGMA synchronous=OFF"); err != nil {
 		return 0, 0, err
 	}
+	// A tenant's file starts from a migrated template: at version 0 it was
+	// truncated or replaced, and migrating it would make it an empty tenant.
+	if v, err := sqlite.UserVersion(ctx, db); err != nil {
+		return 0, 0, err
+	} else if v == 0 {
+		return 0, 0, sqlite.ErrNoSchema
+	}
 	from, to, err = f.files.Migrator().Migrate(ctx, db, target)
 	if err != nil || from == to {
 		return from, to, err

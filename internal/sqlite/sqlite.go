@@ -426,6 +426,26 @@ func remove(path string) error {
 	return nil
 }
 
+// Empty reports whether the database at path holds nothing at all: the
+// file is there but zero bytes long, with no WAL content either. SQLite
+// takes such a file for a new, empty database; for a file that held data
+// (a tenant, the catalog) it means the file was truncated or replaced, and
+// serving it, migrating it, or replicating it as the newest state would
+// pass that loss off as the data.
+func Empty(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() != 0 {
+		return false
+	}
+	wal, err := os.Stat(path + "-wal")
+	return errors.Is(err, os.ErrNotExist) || (err == nil && wal.Size() == 0)
+}
+
+// ErrNoSchema is returned for a database file at schema version 0 where a
+// migrated one is expected (a tenant's file always starts from a migrated
+// template): it was truncated or replaced.
+var ErrNoSchema = errors.New("the file holds no schema (version 0): it was truncated or replaced")
+
 // HeaderUserVersion reads user_version from the database header of a
 // closed file (4 big-endian bytes at offset 60) without opening it with
 // SQLite. It is only meaningful when the file has no WAL content, or when

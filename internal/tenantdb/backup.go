@@ -167,6 +167,11 @@ func (s *Store) syncClosed(id silo.TenantID) {
 		return
 	}
 	defer release()
+	if sqlite.Empty(path) {
+		// See syncHeld; the mark stays, so each start says so again.
+		s.log.Warn("backup: tenant file is empty (truncated or replaced); not synced, restore it (silo restore)", "tenant", id)
+		return
+	}
 	if _, err := os.Stat(path); err != nil {
 		// Deleted or moved away meanwhile; it may still be registered (its
 		// final sync failed before the file went): stop that.
@@ -200,6 +205,13 @@ func (s *Store) syncHeld(ctx context.Context, id silo.TenantID, path string) err
 	}
 	if _, err := os.Stat(path); err != nil {
 		return nil // no file, nothing to sync
+	}
+	if sqlite.Empty(path) {
+		// Truncated: nothing of the tenant's to save, and registering it
+		// would make the empty file the replica's newest state, the one a
+		// restore of "the latest" brings back.
+		s.log.Warn("backup: tenant file is empty (truncated or replaced); not synced", "tenant", id)
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), backupTimeout)
 	defer cancel()

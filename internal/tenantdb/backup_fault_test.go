@@ -3,6 +3,7 @@ package tenantdb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -420,5 +421,72 @@ func TestRemoveKeepsFileWhenCallerLeavesDuringFailedSync(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the file was removed although its final sync failed: %v", err)
+	}
+}
+
+// TestEmptyTenantFileIsRefused: a tenant file truncated to nothing used to
+// be taken for a new database, migrated from version 0 and served empty
+// (its data silently gone), and with backups replicated as the tenant's
+// newest state, which a restore of "the latest" then brought back. Now it
+// is refused (503) and left alone, with and without backups, and a restore
+// in place still finds the data in the replica (the empty file is not
+// synced first).
+func TestEmptyTenantFileIsRefused(t *testing.T) {
+	for _, withBackup := range []bool{false, true} {
+		t.Run(fmt.Sprint("backup=", withBackup), func(t *testing.T) {
+			fb := &fakeBackup{registered: map[string]bool{}}
+			cfg := tenantdb.Config{Dir: t.TempDir(), Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true}
+			if withBackup {
+				cfg.Backup = fb
+			}
+			st, err := tenantdb.Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close(context.Background())
+			tn := writeTo(t, st, silo.StrategyDatabase)
+			path, _ := st.Path(tn.ID)
+			rel, err := st.Cache().Hold(context.Background(), tn.ID, silo.ETENANTBUSY)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel() // closed
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(path + "-wal")
+			fb.mu.Lock()
+			registersBefore := fb.registers
+			fb.mu.Unlock()
+
+			ctx := silo.NewContextWithTenant(context.Background(), tn)
+			_, _, err = tenantdb.NewProjectService(st).Projects(ctx, silo.Page{}, silo.ProjectFilter{})
+			if silo.ErrorCode(err) != silo.ESTORAGE {
+				t.Fatalf("a read of the emptied tenant: %v, want %s", err, silo.ESTORAGE)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+				t.Fatalf("the emptied file was changed (migrated?): %v, %d bytes", err, fi.Size())
+			}
+			fb.mu.Lock()
+			registered := fb.registers - registersBefore
+			fb.mu.Unlock()
+			if registered != 0 {
+				t.Fatalf("the emptied file was registered with the replica %d times", registered)
+			}
+			if withBackup {
+				// In place: the empty file is not synced over the replica's
+				// newest state first; the restore itself is the replica's.
+				fb.mu.Lock()
+				fb.restoreNothing = true
+				fb.mu.Unlock()
+				_ = st.RestoreInPlace(context.Background(), tn, time.Time{}, 0)
+				fb.mu.Lock()
+				registered = fb.registers - registersBefore
+				fb.mu.Unlock()
+				if registered != 0 {
+					t.Fatalf("a restore registered the emptied file first (%d)", registered)
+				}
+			}
+		})
 	}
 }

@@ -335,6 +335,11 @@ func (s *Store) openTenant(ctx context.Context, id silo.TenantID) (*sql.DB, erro
 		} else if err != nil {
 			return nil, err
 		}
+		// Before Litestream sees it: it would replicate the emptied file
+		// as the tenant's newest state.
+		if sqlite.Empty(path) {
+			return nil, s.noSchema(id)
+		}
 		s.register(ctx, id, path)
 	}
 	o := s.cfg.SQLite
@@ -392,6 +397,8 @@ func (s *Store) gate(ctx context.Context, id silo.TenantID, db *sql.DB) error {
 	switch {
 	case v == latest:
 		return nil
+	case v == 0:
+		return s.noSchema(id)
 	case v > latest:
 		return errAhead(v, latest)
 	case !s.cfg.MigrateOnOpen:
@@ -418,6 +425,14 @@ func (s *Store) gate(ctx context.Context, id silo.TenantID, db *sql.DB) error {
 		return fmt.Errorf("tenant %s: checkpoint after migrating: %w", id, err)
 	}
 	return nil
+}
+
+// noSchema refuses a tenant file at schema version 0, truncated or
+// replaced (a tenant's file always starts from a migrated template):
+// migrating it would serve the tenant empty, as if its data were gone.
+func (s *Store) noSchema(id silo.TenantID) error {
+	s.log.Error("tenant file holds no data: truncated or replaced; not served (restore it: silo restore)", "tenant", id)
+	return silo.Errorf(silo.ESTORAGE, "The tenant's data cannot be read; an operator must restore it.")
 }
 
 func errAhead(v, latest int64) error {
