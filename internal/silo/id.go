@@ -8,3 +8,10 @@ import "github.com/google/uuid"
 // the time, so rows listed by id come out in creation order and new rows
 // land at the end of the index.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// IsID reports whether s is an id as NewID makes them (a UUID in its
+// canonical, lower-case form).
+func IsID(s string) bool {
+	u, err := uuid.Parse(s)
+	return err == nil && u.String() == s
+}

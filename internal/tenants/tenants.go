@@ -414,7 +414,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 	for _, e := range entries {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, ".db")
-		if !ok || known[silo.TenantID(id)] || tenantdb.IsTempFile(name) {
+		// Only a file named as signups name them is an orphan: anything
+		// else there (a copy an operator restored with --to) is not ours.
+		if !ok || known[silo.TenantID(id)] || tenantdb.IsTempFile(name) || !silo.IsID(id) {
 			continue
 		}
 		info, err := e.Info()
