@@ -243,8 +243,17 @@ func TestDeleteRefusedKeepsTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.fill(t, "keep", 1, 1)
-	// The replica becomes unreachable: its directory is now a file.
+	// The replica becomes unreachable: its directory is now a file. (Once
+	// it exists: the first upload comes within the sync interval.)
 	replica := filepath.Join(w.dir, "replica", "tenants", string(tn.ID)+".db")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(replica); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tenant's replica never appeared")
+		}
+	}
 	if err := os.RemoveAll(replica); err != nil {
 		t.Fatal(err)
 	}
