@@ -36,6 +36,7 @@ var statuses = map[string]int{
 	silo.ETENANTMOVING:    http.StatusServiceUnavailable,
 	silo.ETENANTRESTORING: http.StatusServiceUnavailable,
 	silo.EQUOTA:           http.StatusInsufficientStorage,
+	silo.EFULL:            http.StatusInsufficientStorage,
 	silo.ESTORAGE:         http.StatusServiceUnavailable,
 	silo.ESCHEMAAHEAD:     http.StatusServiceUnavailable,
 	silo.EINTERNAL:        http.StatusInternalServerError,
@@ -77,6 +78,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("internal error", logAttrs(r, err)...)
 	case code == silo.ESTORAGE:
 		s.log.Warn("tenant storage failing", logAttrs(r, err)...)
+	case code == silo.EFULL:
+		s.log.Error("disk full: a write was refused", logAttrs(r, err)...)
 	}
 	msg := silo.ErrorMessage(err)
 	if code == silo.EUNAVAILABLE && msg == "Internal error." {

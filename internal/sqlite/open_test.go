@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
 	"golang.org/x/sync/errgroup"
 )
@@ -597,5 +598,36 @@ func TestCommitNamesAnEndedContext(t *testing.T) {
 	}
 	if err := sqlite.Commit(context.Background(), tx); !errors.Is(err, sql.ErrTxDone) || errors.Is(err, context.Canceled) {
 		t.Fatalf("second Commit: %v, want sql.ErrTxDone alone", err)
+	}
+}
+
+// TestFullIsNotAQuota: SQLITE_FULL outside a tenant's quota is a full
+// disk, answered storage_full (507) and logged, not the tenant's
+// quota_exceeded, which told tenants to ask for a larger quota while the
+// server's disk had filled up. (The quota path, which gets the same error
+// from max_page_count, names it itself: tenantdb's underQuota.)
+func TestFullIsNotAQuota(t *testing.T) {
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "t.db"), sqlite.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (x BLOB)"); err != nil {
+		t.Fatal(err)
+	}
+	// max_page_count stands in for the disk: SQLite reports both the same.
+	if _, err := db.Exec("PRAGMA max_page_count=3"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec("INSERT INTO t VALUES (randomblob(100000))")
+	if !sqlite.IsFull(err) {
+		t.Fatalf("insert past max_page_count: %v, want SQLITE_FULL", err)
+	}
+	ferr := sqlite.FormatError(err)
+	if code := silo.ErrorCode(ferr); code != silo.EFULL {
+		t.Fatalf("FormatError(SQLITE_FULL) has code %q, want %q", code, silo.EFULL)
+	}
+	if !sqlite.IsFull(ferr) || !strings.Contains(ferr.Error(), "full") {
+		t.Fatalf("the formatted error lost the driver's: %v", ferr)
 	}
 }

@@ -311,7 +311,9 @@ func SetUserVersion(ctx context.Context, db *sql.DB, v int64) error {
 }
 
 // FormatError translates driver errors into silo errors: no rows becomes
-// ENOTFOUND, a unique violation ECONFLICT, a full quota EQUOTA, a file that
+// ENOTFOUND, a unique violation ECONFLICT, a full disk EFULL (a tenant's
+// quota, which SQLite reports the same way, is told apart where it is
+// set: tenantdb's underQuota), a file that
 // is locked past the busy timeout or cannot be read or written ESTORAGE
 // (IsStorage; IsBusy tells the first kind apart). Others pass through
 // unchanged and end up as internal errors.
@@ -334,7 +336,7 @@ func FormatError(err error) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return silo.Errorf(silo.ECONFLICT, "Already exists.")
 		case sqlite3.SQLITE_FULL:
-			return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
+			return &fullError{err}
 		}
 		// The file cannot be written or read (made read-only, disk error,
 		// gone): the tenant is unavailable, not the request wrong; the
@@ -354,6 +356,26 @@ type storageError struct{ err error }
 func (e *storageError) Error() string { return "storage: " + e.err.Error() }
 func (e *storageError) Unwrap() []error {
 	return []error{silo.Errorf(silo.ESTORAGE, "The tenant's storage is unavailable; retry later."), e.err}
+}
+
+// fullError is a write refused for want of disk space (SQLITE_FULL): it
+// answers as silo.EFULL and keeps the driver's error for the logs.
+type fullError struct{ err error }
+
+func (e *fullError) Error() string { return "disk full: " + e.err.Error() }
+func (e *fullError) Unwrap() []error {
+	return []error{silo.Errorf(silo.EFULL, "The server's storage is full; the write was not made. Retry later."), e.err}
+}
+
+// IsFull reports whether err is SQLITE_FULL: the disk is full, or the
+// connection's max_page_count was reached.
+func IsFull(err error) bool {
+	var fe *fullError
+	if errors.As(err, &fe) {
+		return true
+	}
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_FULL
 }
 
 // IsStorage reports whether err is a failure of the file itself.

@@ -123,10 +123,21 @@ func underQuota(ctx context.Context, db *sql.DB, limit int64, fn func(conn *sql.
 	// At the quota exactly (as a write that hit it leaves the file) writes
 	// that fit in place still go through; max_page_count stops growth.
 	if used > pages {
-		return silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
+		return errQuota
 	}
-	return fn(conn)
+	err = fn(conn)
+	// SQLite says "full" for max_page_count and for a full disk alike:
+	// the quota it was if the file reached it.
+	if sqlite.IsFull(err) {
+		var n int64
+		if qerr := conn.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA page_count").Scan(&n); qerr == nil && n >= pages {
+			return errQuota
+		}
+	}
+	return err
 }
+
+var errQuota = silo.Errorf(silo.EQUOTA, "The tenant's storage quota is used up; delete data or ask for a larger quota.")
 
 // pageSize is SQLite's default page size, which tenant files use.
 const pageSize = 4096
