@@ -61,6 +61,7 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 		{"restore all, no dirs, no replica", []string{"restore", "--all", "--data", nested}, false},
 		{"restore one in an empty dir", []string{"restore", "x", "--data", empty}, false},
 		{"canary 100", []string{"migrate", "--canary", "100", "--data", empty}, true},
+		{"canary 0 (would migrate every tenant)", []string{"migrate", "--canary", "0", "--data", empty}, true},
 		{"negative concurrency", []string{"migrate", "--concurrency", "-1", "--data", empty}, true},
 		{"negative busy timeout", []string{"migrate", "--busy-timeout", "-1s", "--data", empty}, true},
 		{"empty --to", []string{"restore", "x", "--to", "", "--data", empty}, true},

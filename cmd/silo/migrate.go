@@ -50,7 +50,11 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 			}
 		}
 	}
-	if opts.CanaryPct < 0 || opts.CanaryPct > 99 {
+	canarySet := false
+	fs.Visit(func(f *flag.Flag) { canarySet = canarySet || f.Name == "canary" })
+	// 0 is the flag's "not given": given, it would migrate every tenant,
+	// the opposite of a canary.
+	if opts.CanaryPct < 0 || opts.CanaryPct > 99 || (canarySet && opts.CanaryPct == 0) {
 		return &usageError{"--canary takes a percentage from 1 to 99 (to migrate every tenant, leave it out)"}
 	}
 	if opts.Concurrency < 0 || opts.Concurrency > 256 {
