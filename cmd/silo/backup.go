@@ -39,6 +39,13 @@ func loadLitestream(c *Config) (*replication.Config, error) {
 	if err != nil {
 		return nil, &usageError{fmt.Sprintf("--litestream %s: %v", c.Litestream, err)}
 	}
+	// Backups on with no entry for the catalog or the tenants would serve
+	// those files unreplicated, with only a warning per tenant to say so.
+	for _, p := range []string{filepath.Join(c.Data, "catalog.db"), filepath.Join(c.Data, "tenants", "x.db")} {
+		if _, _, err := cfg.Lookup(p); err != nil {
+			return nil, &usageError{fmt.Sprintf("--litestream %s: no dbs: entry replicates %s (the built-in litestream.yml has one for data/catalog.db and a dir: entry for data/tenants); add it, or pass --no-backup", path, p)}
+		}
+	}
 	return cfg, nil
 }
 

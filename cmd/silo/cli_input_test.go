@@ -28,6 +28,12 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	// Settings that would leave the tenants, or the catalog, unreplicated.
+	ymlDir := t.TempDir()
+	emptyYML := filepath.Join(ymlDir, "empty.yml")
+	noTenantsYML := filepath.Join(ymlDir, "no-tenants.yml")
+	os.WriteFile(emptyYML, nil, 0o600)
+	os.WriteFile(noTenantsYML, []byte("dbs:\n  - path: data/catalog.db\n    replica:\n      url: file:///tmp/nowhere/catalog.db\n"), 0o600)
 	for _, tc := range []struct {
 		name  string
 		args  []string
@@ -37,6 +43,8 @@ func TestCLIRefusesBeforeActing(t *testing.T) {
 		{"no port", []string{"serve", "--addr", "127.0.0.1", "--data", missing}, true},
 		{"port in use", []string{"serve", "--addr", taken.Addr().String(), "--data", missing}, false},
 		{"litestream file missing", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--litestream", filepath.Join(empty, "none.yml")}, true},
+		{"litestream file empty", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--litestream", emptyYML}, true},
+		{"litestream file without the tenants", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--litestream", noTenantsYML}, true},
 		{"retention zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "0"}, true},
 		{"retention negative", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--deleted-retention", "-1h"}, true},
 		{"shutdown timeout zero", []string{"serve", "--addr", "127.0.0.1:0", "--data", missing, "--shutdown-timeout", "0"}, true},
