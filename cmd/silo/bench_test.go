@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -79,5 +83,56 @@ func TestBenchBackupLag(t *testing.T) {
 		if l := r.Lag; l == nil || l.Samples == 0 || l.Failed != 0 || l.Lost != 0 || !(0 < l.P50 && l.P50 <= l.Max && l.Max < 30_000) {
 			t.Fatalf("run %d: replication lag %+v", run1, l)
 		}
+	}
+}
+
+// TestBenchResumesAfterInterruptedProvisioning: a run stopped while it
+// provisioned (^C) made tenants past the last one it recorded in
+// bench-fleet.json, whose tokens are lost; every later run on the dir then
+// failed with slug_taken. The next run now provisions under other names
+// and drives the whole fleet.
+func TestBenchResumesAfterInterruptedProvisioning(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	bench := func(n int) (string, error) {
+		var stdout, stderr syncBuffer
+		err := run(ctx, []string{"bench", "--data", dir, "--tenants", strconv.Itoa(n), "--concurrency", "2",
+			"--duration", "300ms", "--warmup", "0s", "--max-open-tenants", "4", "--json"}, noEnv, &stdout, &stderr)
+		if err != nil {
+			return stderr.String(), err
+		}
+		return stdout.String(), nil
+	}
+	if out, err := bench(4); err != nil {
+		t.Fatalf("first run: %v\n%s", err, out)
+	}
+	// What the stopped run left: the next slug taken, not in the file.
+	if err := run(ctx, []string{"tenants", "create", "d000004", "--data", dir, "--no-backup"}, noEnv, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	out, err := bench(7)
+	if err != nil {
+		t.Fatalf("the run after: %v\n%s", err, out)
+	}
+	var r struct {
+		Tenants  int              `json:"tenants"`
+		Requests int64            `json:"requests"`
+		Errors   map[string]int64 `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Tenants != 7 || r.Requests == 0 || len(r.Errors) != 0 {
+		t.Fatalf("report: %+v, %v\n%s", r, err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "bench-fleet.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Database []struct{ Slug string } `json:"database"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil || len(f.Database) != 7 {
+		t.Fatalf("fleet file: %v, %d tenants", err, len(f.Database))
+	}
+	if s := f.Database[4].Slug; s == "d000004" || !strings.HasPrefix(s, "d000004-") {
+		t.Fatalf("the tenant provisioned in place of the taken slug is %q", s)
 	}
 }

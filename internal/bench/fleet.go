@@ -110,10 +110,10 @@ func ensure(ctx context.Context, open Opener, dir string, f *Fleet, p silo.Strat
 	*have = append(*have, created...)
 	cerr := app.Close(context.WithoutCancel(ctx))
 	res := provisioning{Created: len(created), Elapsed: time.Since(start)}
-	if err := errors.Join(perr, cerr); err != nil {
-		return res, err
-	}
-	return res, f.save(dir)
+	// Saved even when provisioning stopped (^C, an error): the tenants
+	// made so far are kept for the next run, which goes on from there.
+	serr := f.save(dir)
+	return res, errors.Join(perr, cerr, serr)
 }
 
 // provision creates tenants from..to-1 of placement p the way a signup
@@ -209,10 +209,19 @@ func provisionOne(ctx context.Context, app *App, projects silo.ProjectService, t
 		}
 	}
 	secret, hash := catalog.NewToken()
-	if err := app.Catalog.CreateTenant(ctx, t, "bench", hash); err != nil {
+	err := app.Catalog.CreateTenant(ctx, t, "bench", hash)
+	for try := 0; silo.ErrorCode(err) == silo.ESLUGTAKEN && try < 3; try++ {
+		// A run stopped mid-way made this slug after the last one it
+		// recorded in the fleet file, and its token is lost: the same
+		// tenant (file, rows) under another name.
+		id := silo.NewID()
+		t.Slug = slug + "-" + id[len(id)-8:]
+		err = app.Catalog.CreateTenant(ctx, t, "bench", hash)
+	}
+	if err != nil {
 		return Tenant{}, err
 	}
-	bt.Token = secret
+	bt.Slug, bt.Token = t.Slug, secret
 	if p == silo.StrategyDatabase {
 		return bt, nil
 	}
