@@ -70,9 +70,11 @@ func operatorRequest(ctx context.Context, client *http.Client, method, base, tok
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode == http.StatusNotFound && strings.Contains(string(raw), `"not_found"`) {
-		// The route itself is missing: the operator API is off.
-		return nil, fmt.Errorf("%s has no operator API: start silo serve with --operator-token (server answered %s)", base, res.Status)
+	if res.StatusCode == http.StatusNotFound && strings.Contains(string(raw), "No such route.") {
+		// The server has no such route: its operator API is off, or the
+		// URL has a path the server does not serve (a 404 for an unknown
+		// host, say, is passed on as it is, below).
+		return nil, fmt.Errorf("%s answered %s for %s: either its operator API is off (start silo serve with --operator-token), or --server is not the server's own address (http://HOST:PORT, no path)", base, res.Status, path)
 	}
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("server answered %s: %s", res.Status, bytes.TrimSpace(raw))

@@ -168,3 +168,18 @@ func TestDeleteWithoutBackupWarns(t *testing.T) {
 		t.Fatalf("delete under --no-backup said: %q", msg)
 	}
 }
+
+// TestServerFlagNotFound: --server at a server whose operator API is off,
+// or at a URL with a path it does not serve, says both possibilities; it
+// used to blame the operator API for any 404.
+func TestServerFlagNotFound(t *testing.T) {
+	data := t.TempDir()
+	url, stop := runMain(t, "--data", data, "--no-backup")
+	defer stop()
+	for _, server := range []string{url, url + "/prefix"} {
+		err := run(context.Background(), []string{"backup", "status", "--server", server, "--operator-token", "op", "--data", data}, noEnv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "operator API is off") || !strings.Contains(err.Error(), "no path") {
+			t.Fatalf("--server %s: %v", server, err)
+		}
+	}
+}
