@@ -89,6 +89,9 @@ func runBench(ctx context.Context, e env, args []string) error {
 	if compare && writeScaling {
 		return &usageError{"bench: --compare already includes the write-scaling runs"}
 	}
+	if writeDur <= 0 {
+		return &usageError{"bench: --write-duration must be positive"}
+	}
 	if target != "" {
 		if dir == "" || compare || writeScaling || c.Backup || cpuProfile != "" || c.Postgres != "" {
 			return &usageError{"bench: --target needs --data DIR (the fleet the server serves) and takes none of --compare, --write-scaling, --backup, --cpuprofile, --postgres"}

@@ -41,6 +41,7 @@ func TestBenchCommand(t *testing.T) {
 		{"bench", "--mix", "everything"},
 		{"bench", "--placement", "schema"},
 		{"bench", "--compare", "--write-scaling"},
+		{"bench", "--write-scaling", "--write-duration", "-1s"},
 		{"bench", "--target", "http://127.0.0.1:1"},
 		{"bench", "--target", "http://127.0.0.1:1", "--data", "x", "--backup"},
 	} {
