@@ -139,7 +139,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if res.Stopped {
+		if res.Stopped && res.Migrated+res.Current+res.Missing+len(res.Failed) < res.Total {
 			return fmt.Errorf("stopped after a failure; fix it and rerun (finished tenants are skipped), or pass --continue-on-error")
 		}
 		if len(res.Failed) > 0 {
