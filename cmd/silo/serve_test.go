@@ -106,8 +106,12 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	if st, body := call(t, "POST", url+"/api/projects", "files.localhost", tokens["files"], `{"name":"up"}`); st != 201 {
 		t.Fatalf("a tenant in its own file with PostgreSQL down: %d %v", st, body)
 	}
-	st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"inpg","strategy":"schema"}`)
-	if e, _ := body["error"].(map[string]any); st != 503 || e["code"] != "unavailable" {
-		t.Fatalf("a signup into PostgreSQL while it is down: %d %v", st, body)
+	// Both placements: pgshared has nothing to create in PostgreSQL, and
+	// used to answer 201 for a tenant it could not serve.
+	for _, strategy := range []string{"schema", "pgshared"} {
+		st, body := call(t, "POST", url+"/api/tenants", "localhost", "", `{"slug":"in`+strategy+`","strategy":"`+strategy+`"}`)
+		if e, _ := body["error"].(map[string]any); st != 503 || e["code"] != "unavailable" {
+			t.Fatalf("a %s signup while PostgreSQL is down: %d %v", strategy, st, body)
+		}
 	}
 }

@@ -84,6 +84,9 @@ const tenantSetting = "app.tenant_id"
 type Config struct {
 	SharedSchema string // schema of the pgshared tables; "" is DefaultSharedSchema
 	MaxConns     int32  // pool size; 0 keeps pgxpool's default (or the URL's pool_max_conns)
+	// RequestTimeout bounds each request's work in PostgreSQL; 0 is
+	// requestTimeout (30 s).
+	RequestTimeout time.Duration
 }
 
 func (c Config) sharedSchema() string {
@@ -111,6 +114,8 @@ type Engine struct {
 	notReady atomic.Bool
 	stop     chan struct{} // closed by Close; nil for Open
 	done     chan struct{} // closed when the readiness loop ends
+
+	timeout time.Duration // Config.RequestTimeout
 }
 
 // db is the pool, for every use that reaches tenant data.
@@ -216,7 +221,25 @@ func newEngine(ctx context.Context, url string, cfg Config) (*Engine, error) {
 		shared:     pgx.Identifier{cfg.sharedSchema()}.Sanitize(),
 		sharedName: cfg.sharedSchema(),
 		tenant:     ms,
+		timeout:    cfg.RequestTimeout,
 	}, nil
+}
+
+// requestTimeout bounds one request's work in PostgreSQL (a signup's
+// schema, a tenant's query, a size): a server that stops answering (a dead
+// network path, a stopped process) is otherwise waited on without end,
+// since nothing else puts a deadline on the connection, and the request
+// answers nothing and holds a shutdown up. It is well within serve's
+// one-minute write deadline; what outlasts it answers 503 (timed out).
+const requestTimeout = 30 * time.Second
+
+// bound gives ctx the engine's request deadline.
+func (e *Engine) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := e.timeout
+	if d <= 0 {
+		d = requestTimeout
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // check runs Open's checks: the role, then the setup.
@@ -301,10 +324,30 @@ func SchemaName(id silo.TenantID) (string, error) {
 	return "tenant_" + string(id), nil
 }
 
+// Reachable fails with EUNAVAILABLE while the engine cannot serve its
+// tenants: not ready yet (OpenLazy), or PostgreSQL not answering a ping.
+func (e *Engine) Reachable(ctx context.Context) error {
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
+	pool, err := e.db()
+	if err != nil {
+		return err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		if ctx.Err() != nil || unreachable(err) {
+			return silo.Errorf(silo.EUNAVAILABLE, "PostgreSQL cannot be reached now; retry shortly.")
+		}
+		return formatError(err)
+	}
+	return nil
+}
+
 // CreateSchemaTenant creates tenant id's schema and migrates it to the
 // latest version, in one transaction: a failure leaves no schema behind.
 // It is idempotent, so a retried signup finishes what a failed one began.
 func (e *Engine) CreateSchemaTenant(ctx context.Context, id silo.TenantID) error {
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
 	_, _, err := e.MigrateSchemaTenant(ctx, id, e.Latest())
 	return formatError(err)
 }
@@ -385,8 +428,24 @@ func formatError(err error) error {
 		return silo.Errorf(silo.ECONFLICT, "Already exists.")
 	case unreachable(err):
 		return silo.Errorf(silo.EUNAVAILABLE, "PostgreSQL, where this tenant lives, cannot be reached now; retry shortly.")
+	case retryCode(pgCode(err)):
+		// PostgreSQL's own bounds, set by its operator (lock_timeout,
+		// statement_timeout), or a conflict it resolved by aborting this
+		// transaction: nothing was changed, a retry may pass.
+		return fmt.Errorf("%w (%w)", silo.Errorf(silo.EUNAVAILABLE, "PostgreSQL could not run this now (a lock, a timeout or a conflict); retry shortly."), err)
 	}
 	return err
+}
+
+// retryCode reports whether a SQLSTATE is a transaction PostgreSQL aborted
+// for now rather than for good: lock_not_available, query_canceled (its
+// statement_timeout), serialization_failure, deadlock_detected.
+func retryCode(code string) bool {
+	switch code {
+	case "55P03", "57014", "40001", "40P01":
+		return true
+	}
+	return false
 }
 
 // down reports whether err says PostgreSQL is not there to answer, as

@@ -31,6 +31,8 @@ func (e *Engine) Prepare(ctx context.Context, id silo.TenantID, p silo.Strategy)
 // Size estimates the bytes of a tenant's rows in placement p, as
 // tenantdb's Store.Size does for shared.db.
 func (e *Engine) Size(ctx context.Context, id silo.TenantID, p silo.Strategy) (int64, error) {
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
 	var n int64
 	err := e.withScope(scoped(ctx, id, p), func(sc *scope) error {
 		row, err := sc.q.TenantSize(ctx, sc.tenantID)

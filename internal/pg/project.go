@@ -20,6 +20,8 @@ func NewProjectService(e *Engine) *ProjectService { return &ProjectService{e: e}
 
 // CreateProject creates a project; a name taken in this tenant is ECONFLICT.
 func (s *ProjectService) CreateProject(ctx context.Context, name string) (*silo.Project, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	name, err := silo.CleanText(name, "name", silo.EINVALIDNAME)
 	if err != nil {
 		return nil, err
@@ -44,6 +46,8 @@ func (s *ProjectService) CreateProject(ctx context.Context, name string) (*silo.
 // Project returns one project, or ENOTFOUND: an id of another tenant is
 // indistinguishable from one that never existed.
 func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	var p *silo.Project
 	err := s.e.withScope(ctx, func(sc *scope) error {
 		row, err := sc.q.GetProject(ctx, pgsql.GetProjectParams{TenantID: sc.tenantID, ID: id})
@@ -59,6 +63,8 @@ func (s *ProjectService) Project(ctx context.Context, id string) (*silo.Project,
 // Projects returns a page of projects in creation order and the cursor of
 // the next page ("" after the last).
 func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.ProjectFilter) ([]*silo.Project, string, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	after, limit, err := pageArgs(page)
 	if err != nil {
 		return nil, "", err
@@ -89,6 +95,8 @@ func (s *ProjectService) Projects(ctx context.Context, page silo.Page, f silo.Pr
 
 // UpdateProject applies upd to a project.
 func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.ProjectUpdate) (*silo.Project, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	arg := pgsql.UpdateProjectParams{ID: id, UpdatedAt: nowMilli()}
 	if upd.Name != nil {
 		name, err := silo.CleanText(*upd.Name, "name", silo.EINVALIDNAME)
@@ -117,6 +125,8 @@ func (s *ProjectService) UpdateProject(ctx context.Context, id string, upd silo.
 
 // DeleteProject deletes a project and its tasks.
 func (s *ProjectService) DeleteProject(ctx context.Context, id string) error {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	return s.e.withScope(ctx, func(sc *scope) error {
 		n, err := sc.q.DeleteProject(ctx, pgsql.DeleteProjectParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {

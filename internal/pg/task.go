@@ -18,6 +18,8 @@ func NewTaskService(e *Engine) *TaskService { return &TaskService{e: e} }
 
 // CreateTask adds a task to a project of this tenant.
 func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.NewTask) (*silo.Task, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	title, err := silo.CleanText(nt.Title, "title", silo.EINVALIDTITLE)
 	if err != nil {
 		return nil, err
@@ -49,6 +51,8 @@ func (s *TaskService) CreateTask(ctx context.Context, projectID string, nt silo.
 
 // Task returns one task, or ENOTFOUND.
 func (s *TaskService) Task(ctx context.Context, id string) (*silo.Task, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	var t *silo.Task
 	err := s.e.withScope(ctx, func(sc *scope) error {
 		row, err := sc.q.GetTask(ctx, pgsql.GetTaskParams{TenantID: sc.tenantID, ID: id})
@@ -63,6 +67,8 @@ func (s *TaskService) Task(ctx context.Context, id string) (*silo.Task, error) {
 
 // Tasks returns a page of a project's tasks; an unknown project is ENOTFOUND.
 func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Page) ([]*silo.Task, string, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	after, limit, err := pageArgs(page)
 	if err != nil {
 		return nil, "", err
@@ -92,6 +98,8 @@ func (s *TaskService) Tasks(ctx context.Context, projectID string, page silo.Pag
 
 // UpdateTask applies upd to a task.
 func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUpdate) (*silo.Task, error) {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	arg := pgsql.UpdateTaskParams{ID: id, UpdatedAt: nowMilli()}
 	if upd.Title != nil {
 		title, err := silo.CleanText(*upd.Title, "title", silo.EINVALIDTITLE)
@@ -122,6 +130,8 @@ func (s *TaskService) UpdateTask(ctx context.Context, id string, upd silo.TaskUp
 
 // DeleteTask deletes a task.
 func (s *TaskService) DeleteTask(ctx context.Context, id string) error {
+	ctx, cancel := s.e.bound(ctx)
+	defer cancel()
 	return s.e.withScope(ctx, func(sc *scope) error {
 		n, err := sc.q.DeleteTask(ctx, pgsql.DeleteTaskParams{TenantID: sc.tenantID, ID: id})
 		if err != nil {

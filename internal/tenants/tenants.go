@@ -40,6 +40,8 @@ type Service struct {
 // through its External side.)
 type Postgres interface {
 	CreateSchemaTenant(ctx context.Context, id silo.TenantID) error
+	// Reachable fails (unavailable) while PostgreSQL cannot serve.
+	Reachable(ctx context.Context) error
 }
 
 // SetPostgres enables the PostgreSQL placements.
@@ -115,6 +117,12 @@ func (s *Service) Create(ctx context.Context, nt NewTenant) (*silo.Tenant, strin
 	case silo.StrategySchema:
 		if err := s.pg.CreateSchemaTenant(ctx, t.ID); err != nil {
 			return nil, "", fmt.Errorf("provision schema: %w", err)
+		}
+	case silo.StrategyPGShared:
+		// Nothing to make, but a tenant that could not be served now is
+		// no signup to answer 201 for.
+		if err := s.pg.Reachable(ctx); err != nil {
+			return nil, "", err
 		}
 	}
 	secret, hash := catalog.NewToken()
