@@ -33,7 +33,7 @@ const (
 	ETENANTMOVING    = "tenant_moving"
 	ETENANTRESTORING = "tenant_restoring"
 	EQUOTA           = "quota_exceeded"
-	EFULL            = "storage_full" // the server's disk is full
+	EFULL            = "storage_full"       // the server's disk is full
 	ESTORAGE         = "tenant_unavailable" // the tenant's file cannot be written or read now
 	ESCHEMAAHEAD     = "tenant_schema_ahead"
 	ERATELIMITED     = "rate_limited"
