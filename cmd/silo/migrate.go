@@ -173,7 +173,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		}
 		return nil
 	case "verify":
-		drifts, n, err := fl.Verify(ctx, opts)
+		drifts, n, skipped, err := fl.Verify(ctx, opts)
 		if err != nil {
 			return err
 		}
@@ -186,6 +186,9 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 			}
 		}
 		fmt.Fprintf(e.stdout, "%d tenants verified, %d drifted, %d not readable\n", n, len(drifts)-unread, unread)
+		if skipped > 0 {
+			fmt.Fprintf(e.stdout, "  %d not checked: placed in PostgreSQL schemas, which have no file to compare (migrate status shows their versions)\n", skipped)
+		}
 		for _, d := range drifts {
 			fmt.Fprintf(e.stdout, "  %s\n", d)
 		}

@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -121,7 +122,7 @@ func TestMigrateFleet(t *testing.T) {
 	if st.Versions[latest] != 30 || len(st.Failed) != 0 {
 		t.Fatalf("status after: %+v", st)
 	}
-	if drifts, n, err := e.fleet.Verify(ctx, fleet.Options{}); err != nil || n != 30 || len(drifts) != 0 {
+	if drifts, n, _, err := e.fleet.Verify(ctx, fleet.Options{}); err != nil || n != 30 || len(drifts) != 0 {
 		t.Fatalf("verify: %v %d %v", drifts, n, err)
 	}
 	// Data survived, and a rerun has nothing to do.
@@ -177,7 +178,7 @@ func TestPartialFailureAndRerun(t *testing.T) {
 	if len(st.Failed) != 1 || st.Failed[0].Slug != corrupt.Slug {
 		t.Fatalf("status after rerun: %+v", st.Failed)
 	}
-	drifts, _, _ := e.fleet.Verify(ctx, fleet.Options{})
+	drifts, _, _, _ := e.fleet.Verify(ctx, fleet.Options{})
 	if len(drifts) != 1 || drifts[0].Slug != corrupt.Slug {
 		t.Fatalf("verify: %v", drifts)
 	}
@@ -209,7 +210,7 @@ func TestCancelMidRun(t *testing.T) {
 		if err == nil {
 			t.Fatalf("round %d: no cancellation error", round)
 		}
-		if drifts, _, err := e.fleet.Verify(ctx, fleet.Options{}); err != nil || len(drifts) != 0 {
+		if drifts, _, _, err := e.fleet.Verify(ctx, fleet.Options{}); err != nil || len(drifts) != 0 {
 			t.Fatalf("round %d: half-migrated tenants: %v %v", round, drifts, err)
 		}
 	}
@@ -251,7 +252,7 @@ func TestRollbackThenForward(t *testing.T) {
 	if v0, v2 := e.version(t, ts[0].ID), e.version(t, ts[2].ID); v0 != 1 || v2 != latest {
 		t.Fatalf("after down: %d %d", v0, v2)
 	}
-	if drifts, _, _ := e.fleet.Verify(ctx, fleet.Options{}); len(drifts) != 0 {
+	if drifts, _, _, _ := e.fleet.Verify(ctx, fleet.Options{}); len(drifts) != 0 {
 		t.Fatalf("drift after down: %v", drifts)
 	}
 	if res, _ := e.fleet.Migrate(ctx, fleet.Options{}); res.Migrated != 2 || res.Current != 3 {
@@ -347,5 +348,41 @@ func TestStatusClearsFailureFixedWithoutWork(t *testing.T) {
 	var m int
 	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM migration_runs WHERE tenant_id = ?", tn.ID).Scan(&m); err != nil || m != n {
 		t.Fatalf("ledger rows after a run with nothing to do: %d, was %d (%v)", m, n, err)
+	}
+}
+
+// TestVerifyCountsWhatItChecked: verify counts the files it compared (a
+// tenant in shared.db is not migrated here, and not counted; one in a
+// PostgreSQL schema, selected with --postgres, is counted apart as not
+// checked), and migrate refuses a tenant file truncated to nothing.
+func TestVerifyCountsWhatItChecked(t *testing.T) {
+	e := newEnv(t, true)
+	ctx := context.Background()
+	for _, n := range []tenants.NewTenant{{Slug: "file"}, {Slug: "flat", Strategy: silo.StrategyShared}} {
+		if _, _, err := e.tenants.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drifts, checked, skipped, err := e.fleet.Verify(ctx, fleet.Options{})
+	if err != nil || len(drifts) != 0 || checked != 1 || skipped != 0 {
+		t.Fatalf("verify: %v, %d checked, %d skipped, %v; want 1 and 0", drifts, checked, skipped, err)
+	}
+	// Migrating a file truncated to nothing would make it an empty tenant.
+	tn, err := e.catalog.TenantBySlug(ctx, "file")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.open(t, tn.ID).Close()
+	p, _ := e.store.Path(tn.ID)
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p + "-wal")
+	res, err := e.fleet.Migrate(ctx, fleet.Options{ContinueOnError: true})
+	if len(res.Failed) != 1 || !errors.Is(res.Failed[0].Err, sqlite.ErrNoSchema) {
+		t.Fatalf("migrate of an emptied file: %+v, %v; want it failed (no schema)", res, err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Size() != 0 {
+		t.Fatalf("the emptied file was written: %v", err)
 	}
 }

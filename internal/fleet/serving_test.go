@@ -157,7 +157,7 @@ func TestMigrateBesideAnOpenTenant(t *testing.T) {
 		t.Fatalf("up: %+v %v; want the open tenant current and the 2 others migrated", res, err)
 	}
 	// Verify cannot read it either, and says so rather than calling it drift.
-	drifts, n, err := e.fleet.Verify(ctx, fleet.Options{BusyTimeout: 100 * time.Millisecond})
+	drifts, n, _, err := e.fleet.Verify(ctx, fleet.Options{BusyTimeout: 100 * time.Millisecond})
 	if err != nil || n != 3 || len(drifts) != 1 || drifts[0].Slug != held.Slug || !strings.Contains(drifts[0].String(), "held open by a running server") {
 		t.Fatalf("verify: %v of %d, %v; want only the open tenant, not verified", drifts, n, err)
 	}

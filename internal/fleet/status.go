@@ -54,25 +54,28 @@ func (d Drift) String() string {
 
 // Verify hashes each selected tenant's schema (sqlite_schema) and compares
 // it with the schema a fresh file has at the same version. It returns the
-// tenants that differ or could not be read, sorted by slug, and how many
-// were checked.
-func (f *Fleet) Verify(ctx context.Context, opts Options) ([]Drift, int, error) {
+// tenants that differ or could not be read, sorted by slug, how many were
+// checked, and how many selected were not: tenants in a PostgreSQL schema
+// (with --postgres), whose version is what its migrator records and which
+// have no file to compare; they must not pass for verified.
+func (f *Fleet) Verify(ctx context.Context, opts Options) (drifts []Drift, checked, skipped int, err error) {
 	ts, err := f.Select(ctx, opts.Tenants, opts.CanaryPct)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 4
 	}
 	m := f.files.Migrator()
 	var mu sync.Mutex
-	var drifts []Drift
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Concurrency)
 	for _, t := range ts {
 		if t.Strategy != silo.StrategyDatabase {
-			continue // schemas are checked by their migrator's version table only
+			skipped++
+			continue
 		}
+		checked++
 		g.Go(func() error {
 			d := Drift{Slug: t.Slug}
 			d.Version, d.Got, d.Err = f.hashFile(gctx, t.ID, opts.BusyTimeout)
@@ -88,10 +91,10 @@ func (f *Fleet) Verify(ctx context.Context, opts Options) ([]Drift, int, error) 
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	sort.Slice(drifts, func(i, j int) bool { return drifts[i].Slug < drifts[j].Slug })
-	return drifts, len(ts), nil
+	return drifts, checked, skipped, nil
 }
 
 // hashFile reads the schema version and hash of a tenant's file. A file
