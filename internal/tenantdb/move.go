@@ -37,6 +37,9 @@ type MoveSteps struct {
 	Abort func(ctx context.Context) error
 	// Dropped records that the source is gone (after the commit).
 	Dropped func(ctx context.Context) error
+	// Pending returns the source of an earlier move still to be removed
+	// (its removal failed: PostgreSQL away), or "". Nil: none.
+	Pending func(ctx context.Context) (silo.Strategy, error)
 }
 
 // Move moves tenant t's rows to placement to, online: it holds the tenant
@@ -80,6 +83,27 @@ func (s *Store) Move(ctx context.Context, t *silo.Tenant, to silo.Strategy, step
 		// Deleted while this waited: copying now would bring its data back
 		// (from the shared file, emptied) into a new placement.
 		return st, silo.Errorf(silo.ETENANTNOTFOUND, "No such tenant.")
+	}
+	// The source an earlier move could not remove goes first: this move's
+	// commit records its own source in its place, and the old one would
+	// then be left for good (rows no catalog row names); or it is this
+	// move's target, which must start empty.
+	if steps.Pending != nil {
+		pending, err := steps.Pending(ctx)
+		if err != nil {
+			return st, err
+		}
+		if pending != "" && pending != from {
+			if err := s.dropAny(ctx, t.ID, pending); err != nil {
+				s.log.Warn("remove the source an earlier move left", "tenant", t.ID, "from", pending, "err", err)
+				return st, silo.Errorf(silo.EUNAVAILABLE, "The tenant's previous placement (%s) still holds its old rows and cannot be cleared now; nothing was moved; retry when it is reachable.", pending)
+			}
+			if steps.Dropped != nil {
+				if err := steps.Dropped(ctx); err != nil {
+					return st, err
+				}
+			}
+		}
 	}
 	crashed := false
 	hook := func(step string) error {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -536,5 +537,59 @@ func TestSweepLeftoverTempFiles(t *testing.T) {
 	}
 	if s := w.snapshot(t, "acme"); fmt.Sprint(s) != fmt.Sprint(before) {
 		t.Fatalf("a tenant after the sweep:\n%v\nwant\n%v", s, before)
+	}
+}
+
+// TestMoveClearsSourceAnEarlierMoveLeft: a move whose source could not be
+// removed after its commit (PostgreSQL away; here the move stops right
+// after its commit) leaves the catalog's drop_from set for the next start.
+// A second move used to overwrite it with its own source: the first
+// source's rows (in pgshared, where no file or schema betrays them) were
+// then left for good. The next move now removes them first.
+func TestMoveClearsSourceAnEarlierMoveLeft(t *testing.T) {
+	if !pgtest.Available() {
+		t.Skip(pgtest.Skip)
+	}
+	e := pgtest.Engine(t)
+	var stopAfterCommit atomic.Bool
+	stopAfterCommit.Store(true)
+	w := openPG(t, t.TempDir(), func(step string) error {
+		if step == "committed" && stopAfterCommit.CompareAndSwap(true, false) {
+			return errors.New("stopped after the commit, before removing the source")
+		}
+		return nil
+	}, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slug := fmt.Sprintf("left%d", time.Now().UnixNano()%1e9)
+	tn, _, err := w.svc.Create(ctx, tenants.NewTenant{Slug: slug, Strategy: silo.StrategyPGShared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.DropTenant(context.Background(), tn.ID, silo.StrategyPGShared) })
+	w.fill(t, slug, 2, 2)
+	want := w.snapshot(t, slug)
+
+	if _, err := w.svc.Move(ctx, slug, silo.StrategyDatabase); err == nil {
+		t.Fatal("the move did not stop after its commit")
+	}
+	if got, _ := w.catalog.TenantBySlug(ctx, slug); got.Strategy != silo.StrategyDatabase || got.DropFrom != silo.StrategyPGShared {
+		t.Fatalf("after the first move: %s, drop_from %q", got.Strategy, got.DropFrom)
+	}
+	if w.placedIn(t, slug, silo.StrategyPGShared) == 0 {
+		t.Fatal("the test needs the old rows left in pgshared")
+	}
+
+	if _, err := w.svc.Move(ctx, slug, silo.StrategyShared); err != nil {
+		t.Fatalf("second move: %v", err)
+	}
+	if n := w.placedIn(t, slug, silo.StrategyPGShared); n != 0 {
+		t.Fatalf("pgshared still holds %d rows of the tenant, which no catalog row points at any more", n)
+	}
+	if got := w.snapshot(t, slug); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the moves:\n%v\nwant\n%v", got, want)
+	}
+	if got, _ := w.catalog.TenantBySlug(ctx, slug); got.DropFrom != "" {
+		t.Fatalf("drop_from after the second move: %q", got.DropFrom)
 	}
 }

@@ -349,6 +349,13 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 		},
 		Abort:   func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, "") },
 		Dropped: func(ctx context.Context) error { return s.catalog.ClearDropFrom(ctx, t.ID) },
+		Pending: func(ctx context.Context) (silo.Strategy, error) {
+			now, err := s.catalog.TenantBySlug(ctx, slug)
+			if err != nil {
+				return "", err
+			}
+			return now.DropFrom, nil
+		},
 	})
 	if err != nil {
 		return st, err // rolled back before the commit point (or a test's simulated crash)
