@@ -128,7 +128,7 @@ func runMigrate(ctx context.Context, e env, args []string) error {
 		fmt.Fprintf(e.stdout, "%d tenants: %d migrated, %d already current, %d failed, in %s\n",
 			res.Total, res.Migrated, res.Current, len(res.Failed), res.Elapsed.Round(1e6))
 		if res.Missing > 0 {
-			fmt.Fprintf(e.stdout, "  %d skipped: file missing; a server restores each from its replica at the tenant's first request and migrates it on open (--migrate-on-open), or run silo restore --all, then migrate again\n", res.Missing)
+			fmt.Fprintf(e.stdout, "  %d skipped: file missing (a server restores each from its replica at the tenant's first request and migrates it on open, --migrate-on-open; or run silo restore --all, then migrate again), or moved out of its PostgreSQL schema meanwhile\n", res.Missing)
 		}
 		for _, f := range res.Failed {
 			fmt.Fprintf(e.stdout, "  failed %s: %v\n", f.Slug, f.Err)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/silohq/silo/internal/catalog"
+	"github.com/silohq/silo/internal/pg"
 	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
 )
@@ -251,6 +252,11 @@ func (f *Fleet) migrateOne(ctx context.Context, t *silo.Tenant, target int64, bu
 	if t.Strategy == silo.StrategySchema {
 		// One transaction per schema, as per file.
 		run.From, run.To, run.Err = f.schemas.MigrateSchemaTenant(ctx, t.ID, target)
+		if errors.Is(run.Err, pg.ErrSchemaMissing) {
+			// Moved out of its schema (or deleted) since the run listed
+			// it: nothing of it is left here to migrate.
+			return run, errSkippedMissing
+		}
 	} else if path, err := f.files.Path(t.ID); err != nil {
 		return run, err
 	} else if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && skipMissing {

@@ -348,13 +348,23 @@ func (e *Engine) Reachable(ctx context.Context) error {
 func (e *Engine) CreateSchemaTenant(ctx context.Context, id silo.TenantID) error {
 	ctx, cancel := e.bound(ctx)
 	defer cancel()
-	_, _, err := e.MigrateSchemaTenant(ctx, id, e.Latest())
+	_, _, err := e.migrateSchema(ctx, id, e.Latest(), true)
 	return formatError(err)
 }
 
-// MigrateSchemaTenant moves tenant id's schema to version target (up or
-// down) in one transaction, creating the schema if it does not exist.
+// ErrSchemaMissing is MigrateSchemaTenant's answer for a tenant without a
+// schema: moved out of it (or deleted) since the caller read the catalog.
+var ErrSchemaMissing = errors.New("the tenant has no schema (moved or deleted meanwhile)")
+
+// MigrateSchemaTenant moves tenant id's existing schema to version target
+// (up or down) in one transaction. It never creates one: `silo migrate`
+// beside a server would otherwise give a tenant that just moved out of
+// its schema a new, empty one (ErrSchemaMissing instead).
 func (e *Engine) MigrateSchemaTenant(ctx context.Context, id silo.TenantID, target int64) (from, to int64, err error) {
+	return e.migrateSchema(ctx, id, target, false)
+}
+
+func (e *Engine) migrateSchema(ctx context.Context, id silo.TenantID, target int64, create bool) (from, to int64, err error) {
 	name, err := SchemaName(id)
 	if err != nil {
 		return 0, 0, err
@@ -365,7 +375,7 @@ func (e *Engine) MigrateSchemaTenant(ctx context.Context, id silo.TenantID, targ
 		return 0, 0, err
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		from, to, err = e.tenant.migrate(ctx, tx, name, target)
+		from, to, err = e.tenant.migrate(ctx, tx, name, target, create)
 		return err
 	})
 	if err != nil {

@@ -37,12 +37,13 @@ func (ms migrations) known(v int64) bool {
 const versionTable = "silo_migrations"
 
 // migrate moves schema (a plain, unquoted name) to version target in the
-// one transaction tx, creating the schema if needed. PostgreSQL's DDL is
+// one transaction tx, creating the schema if needed and create is set
+// (ErrSchemaMissing otherwise). PostgreSQL's DDL is
 // transactional, so a failure leaves the schema exactly where it was, and
 // a transaction-scoped advisory lock on the schema's name makes concurrent
 // migrators (a server and `silo migrate`, or two test runs sharing a
 // database) take turns instead of applying a step twice.
-func (ms migrations) migrate(ctx context.Context, tx pgx.Tx, schema string, target int64) (from, to int64, err error) {
+func (ms migrations) migrate(ctx context.Context, tx pgx.Tx, schema string, target int64, create bool) (from, to int64, err error) {
 	if !ms.known(target) {
 		return 0, 0, fmt.Errorf("schema %s: unknown target version %d", schema, target)
 	}
@@ -50,8 +51,20 @@ func (ms migrations) migrate(ctx context.Context, tx pgx.Tx, schema string, targ
 		return 0, 0, err
 	}
 	q := pgx.Identifier{schema}.Sanitize()
-	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+q); err != nil {
-		return 0, 0, err
+	if create {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+q); err != nil {
+			return 0, 0, err
+		}
+	} else {
+		// Checked under the lock; a schema dropped after this fails the
+		// statements below rather than being made again.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+			return 0, 0, err
+		}
+		if !exists {
+			return 0, 0, ErrSchemaMissing
+		}
 	}
 	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", q+", pg_temp"); err != nil {
 		return 0, 0, err

@@ -2,6 +2,7 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -56,6 +57,16 @@ func TestMigrateSchemaTenant(t *testing.T) {
 	}
 	if v, err := env.e.SchemaVersion(bg, silo.TenantID(silo.NewID())); err != nil || v != 0 {
 		t.Fatalf("version of a missing schema: %d, %v", v, err)
+	}
+	// Migrating never makes a schema: `silo migrate` beside a server used
+	// to give a tenant that had just moved out of its schema a new, empty
+	// one.
+	gone := silo.TenantID(silo.NewID())
+	if _, _, err := env.e.MigrateSchemaTenant(bg, gone, env.e.Latest()); !errors.Is(err, ErrSchemaMissing) {
+		t.Fatalf("migrating a tenant without a schema: %v, want ErrSchemaMissing", err)
+	}
+	if v, err := env.e.SchemaVersion(bg, gone); err != nil || v != 0 {
+		t.Fatalf("the migration made a schema (version %d, %v)", v, err)
 	}
 }
 

@@ -42,7 +42,7 @@ func Setup(ctx context.Context, adminURL, appRole string, cfg Config) error {
 	role := pgx.Identifier{appRole}.Sanitize()
 	q := pgx.Identifier{shared}.Sanitize()
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, _, err := ms.migrate(ctx, tx, shared, ms.latest()); err != nil {
+		if _, _, err := ms.migrate(ctx, tx, shared, ms.latest(), true); err != nil {
 			return err
 		}
 		var db string
