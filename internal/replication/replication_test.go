@@ -3,7 +3,6 @@ package replication
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -120,6 +119,34 @@ func mustOpenReplicator(tb testing.TB) *testEnv {
 }
 
 func (e *testEnv) tenantPath(name string) string { return filepath.Join(e.dataDir, "tenants", name) }
+
+// mustBackedUp makes tenant file name with one row per value, each synced
+// to the replica as a transaction of its own, then closes and unregisters
+// it; it returns the transactions' ids.
+func mustBackedUp(tb testing.TB, env *testEnv, name string, values ...string) []uint64 {
+	tb.Helper()
+	ctx := context.Background()
+	path := env.tenantPath(name)
+	mustCreate(tb, path)
+	if err := env.r.Register(ctx, path); err != nil {
+		tb.Fatal(err)
+	}
+	app := mustOpenApp(tb, path)
+	var txids []uint64
+	for _, v := range values {
+		mustExec(tb, app, `INSERT INTO items (v) VALUES (?)`, v)
+		txid, err := env.r.Sync(ctx, path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		txids = append(txids, txid)
+	}
+	app.Close()
+	if err := env.r.Unregister(ctx, path); err != nil {
+		tb.Fatal(err)
+	}
+	return txids
+}
 
 // mustCreate creates an empty file, as a new tenant's file starts.
 func mustCreate(tb testing.TB, path string) {
@@ -987,25 +1014,7 @@ func openWriteClose(t *testing.T, r *Replicator, path, v string) {
 func TestRestoresToOnePath(t *testing.T) {
 	ctx := context.Background()
 	env := mustOpenReplicator(t)
-	path := env.tenantPath("same.db")
-	mustCreate(t, path)
-	if err := env.r.Register(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	app := mustOpenApp(t, path)
-	var txids []uint64
-	for i := range 4 {
-		mustExec(t, app, `INSERT INTO items (v) VALUES (?)`, fmt.Sprint(i))
-		txid, err := env.r.Sync(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		txids = append(txids, txid)
-	}
-	app.Close()
-	if err := env.r.Unregister(ctx, path); err != nil {
-		t.Fatal(err)
-	}
+	txids := mustBackedUp(t, env, "same.db", "0", "1", "2", "3")
 
 	// One replicator per "process", as each CLI run opens its own.
 	cfg, err := ParseConfig(strings.NewReader(DefaultConfigYAML), env.dataDir)
@@ -1068,17 +1077,7 @@ func TestRestoreWithoutHardLinks(t *testing.T) {
 	defer func() { linkFile = os.Link }()
 	ctx := context.Background()
 	env := mustOpenReplicator(t)
-	path := env.tenantPath("nolink.db")
-	mustCreate(t, path)
-	if err := env.r.Register(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	app := mustOpenApp(t, path)
-	mustExec(t, app, `INSERT INTO items (v) VALUES ('x')`)
-	app.Close()
-	if err := env.r.Unregister(ctx, path); err != nil {
-		t.Fatal(err)
-	}
+	mustBackedUp(t, env, "nolink.db", "x")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "copy.db")
 	if err := env.r.Restore(ctx, "nolink.db", out, time.Time{}, 0); err != nil {
