@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -27,10 +28,13 @@ func ResolveHost(host, baseDomain string) (slug string, isBase bool, err error) 
 	}
 	bracketed := strings.HasPrefix(host, "[")
 	if h, port, err := net.SplitHostPort(host); err == nil {
-		// A port is digits (or empty, as RFC 3986 allows): "a.localhost:abc"
-		// names no host this server answers for.
-		if strings.Trim(port, "0123456789") != "" || len(port) > 5 {
-			return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
+		// A port is digits (or empty, as RFC 3986 allows) up to 65535:
+		// "a.localhost:abc" or "a.localhost:99999" names no host this
+		// server answers for.
+		if port != "" {
+			if n, err := strconv.Atoi(port); err != nil || strings.Trim(port, "0123456789") != "" || n > 65535 {
+				return "", false, silo.Errorf(silo.ENOTFOUND, "Unknown host.")
+			}
 		}
 		host = h
 	} else if bracketed {

@@ -35,6 +35,17 @@ func TestResolveHostFullyQualifiedBase(t *testing.T) {
 			t.Errorf("ResolveHost of a host under another domain, base %q: no error", base)
 		}
 	}
+	// A port past 65535, or not a number, names no host.
+	for _, host := range []string{"acme.localhost:99999", "acme.localhost:65536", "acme.localhost:+80", "acme.localhost:8x"} {
+		if _, _, err := server.ResolveHost(host, "localhost"); err == nil {
+			t.Errorf("ResolveHost(%q): no error", host)
+		}
+	}
+	for _, host := range []string{"acme.localhost:65535", "acme.localhost:", "acme.localhost:0080"} {
+		if slug, _, err := server.ResolveHost(host, "localhost"); err != nil || slug != "acme" {
+			t.Errorf("ResolveHost(%q) = %q, %v; want acme", host, slug, err)
+		}
+	}
 }
 
 // replaceBase swaps "localhost" in host for base.
