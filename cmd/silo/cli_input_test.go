@@ -155,3 +155,21 @@ func TestEnvDoesNotNameTargets(t *testing.T) {
 func env_(getenv func(string) string) env {
 	return env{getenv: getenv, stdout: io.Discard, stderr: io.Discard}
 }
+
+// TestHelpOfEveryCommand: -h of every command prints its usage and exits 0
+// (`silo version -h` used to be an "unexpected argument", exit 2).
+func TestHelpOfEveryCommand(t *testing.T) {
+	for _, cmd := range [][]string{{"serve"}, {"bench"}, {"migrate"}, {"migrate", "status"}, {"restore"}, {"backup", "status"}, {"tenants", "list"}, {"tokens", "list"}, {"version"}} {
+		var stdout, stderr syncBuffer
+		err := run(context.Background(), append(cmd, "-h"), noEnv, &stdout, &stderr)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%v -h: %v", cmd, err)
+		}
+		if code := exitCode(err); code != 0 {
+			t.Errorf("%v -h: exit %d", cmd, code)
+		}
+		if stdout.String()+stderr.String() == "" {
+			t.Errorf("%v -h printed nothing", cmd)
+		}
+	}
+}

@@ -86,6 +86,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "bench":
 		return runBench(ctx, e, rest)
 	case "version":
+		if len(rest) == 1 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") {
+			fmt.Fprintln(stderr, "usage: silo version (prints the version and exits)")
+			return flag.ErrHelp
+		}
 		if len(rest) > 0 {
 			return &usageError{fmt.Sprintf("version: unexpected argument %q", rest[0])}
 		}
