@@ -57,6 +57,15 @@ func TestBenchCommand(t *testing.T) {
 // never repeat).
 func TestBenchBackupLag(t *testing.T) {
 	dir := t.TempDir()
+	// Too few tenants for the probes: said, not silently left out.
+	var stderr syncBuffer
+	if err := run(context.Background(), []string{"bench", "--data", t.TempDir(), "--tenants", "4", "--concurrency", "1",
+		"--duration", "200ms", "--warmup", "0s", "--backup", "--json"}, noEnv, io.Discard, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "not measured") {
+		t.Fatalf("bench --backup with 4 tenants said: %q", stderr.String())
+	}
 	for run1 := range 2 {
 		var stdout, stderr syncBuffer
 		err := run(context.Background(), []string{"bench", "--data", dir, "--tenants", "12", "--concurrency", "2",

@@ -25,10 +25,10 @@ type Lag struct {
 	Failed  int     `json:"failed_writes"`  // probe writes that were not acknowledged
 }
 
-// lagProbes is how many probes run side by side. Each owns one tenant that
+// LagProbes is how many probes run side by side. Each owns one tenant that
 // the load does not touch, so that nothing but its own write moves that
 // tenant's replica; together they add a few writes per second.
-const lagProbes = 4
+const LagProbes = 4
 
 // lagTimeout bounds the wait for one write to reach the replica.
 const lagTimeout = 30 * time.Second

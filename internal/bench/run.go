@@ -71,15 +71,15 @@ func runOn(ctx context.Context, open Opener, dir string, ts []Tenant, cfg Config
 // runApp drives an open app against ts.
 //
 // With backups (app.ReplicaTXID set) and tenants in their own files, the
-// last lagProbes tenants are set aside for measuring replication lag and
+// last LagProbes tenants are set aside for measuring replication lag and
 // the load runs on the others.
 func runApp(ctx context.Context, app *App, ts []Tenant, cfg Config) (*Report, error) {
 	var lag *Lag
 	var probed sync.WaitGroup
 	stop := make(chan struct{})
-	if app.ReplicaTXID != nil && cfg.Placement == silo.StrategyDatabase && len(ts) > 2*lagProbes {
-		probes := ts[len(ts)-lagProbes:]
-		ts = ts[:len(ts)-lagProbes]
+	if app.ReplicaTXID != nil && cfg.Placement == silo.StrategyDatabase && len(ts) > 2*LagProbes {
+		probes := ts[len(ts)-LagProbes:]
+		ts = ts[:len(ts)-LagProbes]
 		probed.Go(func() { lag = probeLag(ctx, stop, app, probes, cfg.Warmup) })
 	}
 	res, err := drive(ctx, app.Handler, app.Store.Cache().Stats, targets(ts), cfg)
