@@ -943,6 +943,7 @@ func TestEmptiedCatalog(t *testing.T) {
 	empty()
 	for _, args := range [][]string{
 		{"tenants", "list", "--data", data, "--no-backup"},
+		{"tokens", "list", "phoenix", "--data", data, "--no-backup"},
 		{"migrate", "--data", data, "--no-backup"},
 		{"serve", "--addr", "127.0.0.1:0", "--data", data, "--no-backup"},
 	} {

@@ -118,7 +118,9 @@ func openCatalog(ctx context.Context, c *Config, log *slog.Logger) (*catalog.Cat
 		}
 	}
 	path := filepath.Join(c.Data, "catalog.db")
-	if _, err := os.Stat(path); err != nil {
+	// Empty is as lost as missing: opened, it would become a new catalog,
+	// and the next start would take every tenant file for an orphan.
+	if _, err := os.Stat(path); err != nil || sqlite.Empty(path) {
 		return nil, noCatalog(c)
 	}
 	return catalog.Open(ctx, path, sqlite.Options{Durability: dur})

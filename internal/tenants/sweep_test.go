@@ -60,3 +60,32 @@ func TestSweepRemovesOnlyOrphansOfSignups(t *testing.T) {
 		t.Fatalf("the tenant has %d rows, want 2", n)
 	}
 }
+
+// TestSweepKeepsFilesOfALostCatalog: with a catalog that names no tenant
+// at all, tenant files are the fleet of a lost (replaced) catalog, not
+// interrupted signups: the sweep keeps them. (One file alone may be a
+// first signup that crashed; it goes.)
+func TestSweepKeepsFilesOfALostCatalog(t *testing.T) {
+	for _, files := range []int{1, 3} {
+		w := open(t, t.TempDir(), nil)
+		old := time.Now().Add(-time.Hour)
+		var paths []string
+		for range files {
+			p := filepath.Join(w.store.Dir(), silo.NewID()+".db")
+			if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(p, old, old)
+			paths = append(paths, p)
+		}
+		if err := w.svc.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			_, err := os.Stat(p)
+			if kept := err == nil; kept != (files > 1) {
+				t.Errorf("%d files beside an empty catalog: %s kept = %v", files, filepath.Base(p), kept)
+			}
+		}
+	}
+}

@@ -426,6 +426,21 @@ func (s *Service) Sweep(ctx context.Context) error {
 		return err
 	}
 	errs = append(errs, s.RemoveTempFiles())
+	// A catalog that names no tenant at all beside tenant files is a lost
+	// catalog (replaced by a new one), not a fleet of interrupted signups:
+	// keep the files for whoever restores it.
+	if len(known) == 0 {
+		n := 0
+		for _, e := range entries {
+			if id, ok := strings.CutSuffix(e.Name(), ".db"); ok && silo.IsID(id) {
+				n++
+			}
+		}
+		if n > 1 {
+			s.log.Error("the catalog names no tenant, but tenant files are there: not removing them as orphans (was the catalog lost or replaced?)", "files", n, "dir", s.store.Dir())
+			return errors.Join(errs...)
+		}
+	}
 	for _, e := range entries {
 		name := e.Name()
 		id, ok := strings.CutSuffix(name, ".db")
