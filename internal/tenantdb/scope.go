@@ -76,7 +76,7 @@ func (s *Store) with(ctx context.Context, a access, fn func(sc *scope) error) er
 	// was admitted to, not one read before: a move into the shared file
 	// that finished while the request waited must not cap shared.db.
 	if limit := s.quota.Load(); a == accessWrite && limit > 0 && p == silo.StrategyDatabase {
-		return s.check(t, underQuota(ctx, db, limit, func(conn *sql.Conn) error {
+		return s.check(t, underQuota(ctx, db, limit, s.dir, func(conn *sql.Conn) error {
 			return fn(&scope{tenantID: string(t.ID), db: conn, q: tenantsql.New(conn)})
 		}))
 	}
@@ -98,7 +98,7 @@ func (s *Store) check(t *silo.Tenant, err error) error {
 
 // underQuota runs fn on one connection of db capped at limit bytes, and
 // refuses it if the file's live pages are already past the cap.
-func underQuota(ctx context.Context, db *sql.DB, limit int64, fn func(conn *sql.Conn) error) error {
+func underQuota(ctx context.Context, db *sql.DB, limit int64, dir string, fn func(conn *sql.Conn) error) error {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -126,12 +126,16 @@ func underQuota(ctx context.Context, db *sql.DB, limit int64, fn func(conn *sql.
 		return errQuota
 	}
 	err = fn(conn)
-	// SQLite says "full" for max_page_count and for a full disk alike:
-	// the quota it was if the file reached it.
+	// SQLite says "full" for max_page_count and for a full disk alike.
+	// The failed write rolled back, so the file's size does not tell
+	// which; the disk's free space does: if the file could have grown to
+	// its quota on it, the quota stopped the write.
 	if sqlite.IsFull(err) {
 		var n int64
-		if qerr := conn.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA page_count").Scan(&n); qerr == nil && n >= pages {
-			return errQuota
+		if qerr := conn.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA page_count").Scan(&n); qerr == nil {
+			if free, ferr := diskFree(dir); ferr != nil || free >= (pages-n)*pageSize {
+				return errQuota
+			}
 		}
 	}
 	return err
