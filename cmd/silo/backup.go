@@ -28,16 +28,9 @@ func (c *Config) backupFlags(fs *flag.FlagSet) {
 // data/replica with no setup wherever it runs; a file named explicitly
 // must exist.
 func loadLitestream(c *Config) (*replication.Config, error) {
-	path := c.Litestream
-	if path == "" { // a command without the flag: as if left at its default
-		path = defaultLitestream
-	}
-	cfg, err := replication.ReadConfigFile(path, c.Data)
-	if errors.Is(err, os.ErrNotExist) && path == defaultLitestream {
-		return replication.ParseConfig(strings.NewReader(replication.DefaultConfigYAML), c.Data)
-	}
+	cfg, path, err := readLitestream(c)
 	if err != nil {
-		return nil, &usageError{fmt.Sprintf("--litestream %s: %v", c.Litestream, err)}
+		return nil, err
 	}
 	// Backups on with no entry for the catalog or the tenants would serve
 	// those files unreplicated, with only a warning per tenant to say so.
@@ -47,6 +40,25 @@ func loadLitestream(c *Config) (*replication.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// readLitestream reads the settings as loadLitestream does, without asking
+// them to cover the catalog and the tenants (for commands that only look
+// at a replica), and returns the file's path.
+func readLitestream(c *Config) (*replication.Config, string, error) {
+	path := c.Litestream
+	if path == "" { // a command without the flag: as if left at its default
+		path = defaultLitestream
+	}
+	cfg, err := replication.ReadConfigFile(path, c.Data)
+	if errors.Is(err, os.ErrNotExist) && path == defaultLitestream {
+		cfg, err = replication.ParseConfig(strings.NewReader(replication.DefaultConfigYAML), c.Data)
+		return cfg, path, err
+	}
+	if err != nil {
+		return nil, path, &usageError{fmt.Sprintf("--litestream %s: %v", c.Litestream, err)}
+	}
+	return cfg, path, nil
 }
 
 // openBackup starts the embedded Litestream. On an empty data dir whose
@@ -144,7 +156,7 @@ func recoverMissing(ctx context.Context, rep *replication.Replicator, log *slog.
 // sharedTenants counts the tenants the catalog at path places in shared.db
 // (0 if there is no catalog yet).
 func sharedTenants(ctx context.Context, path string) (int, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || sqlite.Empty(path) {
 		return 0, nil
 	}
 	db, err := sqlite.Open(path, sqlite.Options{MaxConns: 1, MustExist: true})
@@ -193,7 +205,7 @@ func refuseToHideCatalog(ctx context.Context, c *Config, log *slog.Logger) error
 	if _, err := os.Stat(catPath); !errors.Is(err, os.ErrNotExist) && !sqlite.Empty(catPath) {
 		return nil
 	}
-	cfg, err := loadLitestream(c)
+	cfg, _, err := readLitestream(c)
 	if err != nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchCommand runs `silo bench` end to end on a temp dir: a few
@@ -144,5 +145,52 @@ func TestBenchResumesAfterInterruptedProvisioning(t *testing.T) {
 	}
 	if s := f.Database[4].Slug; s == "d000004" || !strings.HasPrefix(s, "d000004-") {
 		t.Fatalf("the tenant provisioned in place of the taken slug is %q", s)
+	}
+}
+
+// TestBenchStoppedWhileProvisioning: ^C while provisioning keeps the
+// tenants made so far in bench-fleet.json, and only whole ones (a worker
+// stopped between tenants used to leave empty entries), and the next run
+// goes on from there.
+func TestBenchStoppedWhileProvisioning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("provisions for a while")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(700*time.Millisecond, cancel)
+	err := run(ctx, []string{"bench", "--data", dir, "--tenants", "3000", "--duration", "200ms", "--warmup", "0s"}, noEnv, io.Discard, io.Discard)
+	if err == nil {
+		t.Skip("provisioning finished before the stop; nothing to check")
+	}
+	raw, rerr := os.ReadFile(filepath.Join(dir, "bench-fleet.json"))
+	if rerr != nil {
+		t.Fatalf("no fleet file after a stopped run (%v): %v", err, rerr)
+	}
+	var f struct {
+		Database []struct {
+			Slug, Token string
+		} `json:"database"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	for i, tn := range f.Database {
+		if tn.Slug == "" || tn.Token == "" {
+			t.Fatalf("entry %d of %d in the fleet file is empty", i, len(f.Database))
+		}
+	}
+	n := len(f.Database) + 3
+	var stdout syncBuffer
+	if err := run(context.Background(), []string{"bench", "--data", dir, "--tenants", strconv.Itoa(n), "--concurrency", "2",
+		"--duration", "300ms", "--warmup", "0s", "--json"}, noEnv, &stdout, io.Discard); err != nil {
+		t.Fatalf("the run after a stopped one: %v", err)
+	}
+	var r struct {
+		Tenants int              `json:"tenants"`
+		Errors  map[string]int64 `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &r); err != nil || r.Tenants != n || len(r.Errors) != 0 {
+		t.Fatalf("report: %+v, %v", r, err)
 	}
 }

@@ -166,6 +166,10 @@ func provision(ctx context.Context, app *App, p silo.Strategy, from, to, conc in
 		}()
 	}
 	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		// Stopped (^C) between tenants: the slots not reached are empty.
+		firstErr = ctx.Err()
+	}
 	if firstErr != nil {
 		// Keep only the tenants that were completed, in order, so that a
 		// saved fleet never names a tenant that does not exist.

@@ -350,7 +350,7 @@ func (s *Service) Move(ctx context.Context, slug string, to silo.Strategy) (tena
 		Abort:   func(ctx context.Context) error { return s.catalog.SetMovingTo(ctx, t.ID, "") },
 		Dropped: func(ctx context.Context) error { return s.catalog.ClearDropFrom(ctx, t.ID) },
 		Pending: func(ctx context.Context) (silo.Strategy, error) {
-			now, err := s.catalog.TenantBySlug(ctx, slug)
+			now, err := s.catalog.Tenant(ctx, t.ID)
 			if err != nil {
 				return "", err
 			}
