@@ -113,3 +113,33 @@ func TestRemoveTempFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestDamagedTemplateIsRebuilt: a template file truncated or replaced was
+// used as it was, and every signup got a copy that its first open refuses
+// (schema version 0). A template whose header is not at the version is
+// built again.
+func TestDamagedTemplateIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	st, err := tenantdb.Open(context.Background(), tenantdb.Config{Dir: dir, Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close(context.Background())
+	templates, _ := filepath.Glob(filepath.Join(dir, "templates", "tenant-v*.db"))
+	if len(templates) != 1 {
+		t.Fatalf("templates: %v", templates)
+	}
+	if err := os.Truncate(templates[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	st, err = tenantdb.Open(context.Background(), tenantdb.Config{Dir: dir, Cache: tenantdb.CacheConfig{Capacity: 4}, MigrateOnOpen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	tn := writeTo(t, st, silo.StrategyDatabase) // provisions from the template, then writes
+	ps, _, err := tenantdb.NewProjectService(st).Projects(silo.NewContextWithTenant(context.Background(), tn), silo.Page{}, silo.ProjectFilter{})
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("a tenant made from the rebuilt template: %d projects, %v", len(ps), err)
+	}
+}

@@ -2,6 +2,7 @@ package tenantdb
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,8 +36,14 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 		return nil, err
 	}
 	path := filepath.Join(dir, fmt.Sprintf("tenant-v%04d.db", m.Latest()))
-	if data, err := os.ReadFile(path); err == nil {
+	if data, err := os.ReadFile(path); err == nil && templateAt(data, m.Latest()) {
 		return &template{version: m.Latest(), data: data, syncDir: o.Durability == sqlite.DurabilityFull}, nil
+	} else if err == nil {
+		// Truncated or replaced: every signup would get a file its first
+		// open refuses (version 0) or misreads. Build it again.
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
 	}
 	tmp, err := os.CreateTemp(dir, ".build-*.db")
 	if err != nil {
@@ -69,6 +76,13 @@ func loadTemplate(ctx context.Context, dir string, m *sqlite.Migrator, o sqlite.
 		return nil, err
 	}
 	return t, nil
+}
+
+// templateAt reports whether data is a SQLite database whose header says
+// schema version v (user_version, 4 big-endian bytes at offset 60).
+func templateAt(data []byte, v int64) bool {
+	return len(data) >= 100 && string(data[:16]) == "SQLite format 3\x00" &&
+		int64(binary.BigEndian.Uint32(data[60:64])) == v
 }
 
 // copyTo writes the template to path atomically: a temporary file, fsync,
