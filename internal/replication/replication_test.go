@@ -778,6 +778,11 @@ func TestForgetDuringOutage(t *testing.T) {
 	if err := os.RemoveAll(replica); err != nil {
 		t.Fatal(err)
 	}
+	// The first upload (within the sync interval) may not have made the
+	// replica's parent yet.
+	if err := os.MkdirAll(filepath.Dir(replica), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	mustCreate(t, replica) // the replica's directory is a file: uploads fail
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
