@@ -773,7 +773,6 @@ func TestForgetDuringOutage(t *testing.T) {
 	}
 	app := mustOpenApp(t, path)
 	mustExec(t, app, `INSERT INTO items (v) VALUES ('x')`)
-	app.Close()
 	replica := filepath.Join(env.dataDir, "replica", "tenants", "gone.db")
 	if err := os.RemoveAll(replica); err != nil {
 		t.Fatal(err)
@@ -784,6 +783,10 @@ func TestForgetDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCreate(t, replica) // the replica's directory is a file: uploads fail
+	// A write the replica cannot have yet, whatever the background upload
+	// did before the outage began.
+	mustExec(t, app, `INSERT INTO items (v) VALUES ('y')`)
+	app.Close()
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := env.r.Unregister(fctx, path); err == nil || !env.r.Registered(path) {
