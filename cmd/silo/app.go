@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/silohq/silo/internal/catalog"
@@ -123,7 +122,7 @@ func (c *Config) check() error {
 	return nil
 }
 
-// tenantFileCount counts the tenant files in dir (not the temporary ones).
+// tenantFileCount counts the tenant files in dir (tenantdb.IsTenantFile).
 func tenantFileCount(dir string) int {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -131,7 +130,7 @@ func tenantFileCount(dir string) int {
 	}
 	n := 0
 	for _, e := range entries {
-		if name := e.Name(); strings.HasSuffix(name, ".db") && !tenantdb.IsTempFile(name) && e.Type().IsRegular() {
+		if tenantdb.IsTenantFile(e.Name()) && e.Type().IsRegular() {
 			n++
 		}
 	}

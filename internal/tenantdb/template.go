@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/silohq/silo/internal/silo"
 	"github.com/silohq/silo/internal/sqlite"
 )
 
@@ -176,6 +177,15 @@ func (s *Store) RemoveTempFiles(age time.Duration) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// IsTenantFile reports whether name, in the tenants directory, is named as
+// the store names tenant files (<id>.db, id as silo.NewID makes them):
+// what a signup, a move or a restore leaves there, and nothing an operator
+// put there by hand.
+func IsTenantFile(name string) bool {
+	id, ok := strings.CutSuffix(name, ".db")
+	return ok && silo.IsID(id)
 }
 
 // IsTempFile reports whether name, in the tenants directory, is one of the

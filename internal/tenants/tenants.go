@@ -432,7 +432,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 	if len(known) == 0 {
 		n := 0
 		for _, e := range entries {
-			if id, ok := strings.CutSuffix(e.Name(), ".db"); ok && silo.IsID(id) {
+			if tenantdb.IsTenantFile(e.Name()) {
 				n++
 			}
 		}
@@ -446,7 +446,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 		id, ok := strings.CutSuffix(name, ".db")
 		// Only a file named as signups name them is an orphan: anything
 		// else there (a copy an operator restored with --to) is not ours.
-		if !ok || known[silo.TenantID(id)] || tenantdb.IsTempFile(name) || !silo.IsID(id) {
+		if !ok || known[silo.TenantID(id)] || !tenantdb.IsTenantFile(name) {
 			continue
 		}
 		info, err := e.Info()
